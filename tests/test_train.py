@@ -111,7 +111,7 @@ def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):
 
 def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     rows = []
-    for i, r in enumerate(sentiment_rows(160, seed=5)):
+    for r in sentiment_rows(160, seed=5):
         labs = [r["label"]] + (["film"] if "film" in r["text"] else [])
         rows.append({"text": r["text"], "label": labs})
     write_jsonl(tmp_path / "train.jsonl", rows[:120])

@@ -128,7 +128,7 @@ def run(cfg: PredictConfig) -> dict:
             pairs = [str(r.get(pair_col) or "") for _, r, _ in keep] if pair_col else None
             probs = clf.predict_proba([t for _, _, t in keep], pairs)
             labels = clf.decide(probs)
-            for (row, rec, _), p, lab in zip(keep, probs, labels):
+            for (_, rec, _), p, lab in zip(keep, probs, labels):
                 top = np.argsort(-p, kind="stable")[:k]
                 out = dict(rec)
                 out["label"] = ";".join(lab) if isinstance(lab, list) else lab
