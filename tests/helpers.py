@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 POS = ["good", "great", "fine", "lovely", "superb", "happy", "wonderful", "nice"]
 NEG = ["bad", "awful", "poor", "terrible", "sad", "boring", "ugly", "dull"]
 FILLER = ["the", "movie", "film", "was", "a", "plot", "very", "really", "story", "and", "acting", "it", "is", "so"]

@@ -1,0 +1,57 @@
+"""End to end on the real MiniLM-L6 and real data (a small slice, so it stays around a minute)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import unicodedata
+
+import pytest
+from helpers import SHARED
+
+from bertcls.cli import main
+
+pytestmark = pytest.mark.e2e
+SST2 = SHARED / "sst2"
+
+
+def test_builtin_datasets_load_offline_with_fixed_splits():
+    from bertcls.datasets import load_builtin
+
+    tr, va, te = load_builtin("tweets")
+    assert tr.label_set() == {"negative", "neutral", "positive"}
+    assert len(va) == len(te) and len(tr) > 25_000
+    assert load_builtin("tweets")[2].texts == te.texts  # fixed split
+    # mojibake decoded robustly: no C1 control characters survive
+    assert not any(unicodedata.category(c) == "Cc" for t in tr.texts for c in t)
+    tr, va, te = load_builtin("zh-reviews")
+    assert tr.label_set() == {"negative", "positive"}
+    texts = tr.texts + va.texts + te.texts
+    assert len(texts) == len(set(texts))  # de-duplicated
+
+
+@pytest.mark.skipif(not SST2.exists(), reason="../shared/data/sst2 not present")
+def test_minilm_on_sst2_slice_beats_chance_and_matches_pipeline(tmp_path):
+    rows = list(csv.DictReader(open(SST2 / "test.csv", encoding="utf-8")))[:300]
+    test = tmp_path / "test.csv"
+    with open(test, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "sst2"
+    assert main(["train", "--model", "minilm-l6", "--train-file", str(SST2 / "train.csv"),
+                 "--test-file", str(test), "--max-train-samples", "1200", "--epochs", "1", "--max-length", "64",
+                 "--output-dir", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test"]["accuracy"] >= 0.75, m["test"]  # chance is 0.5
+    cfg = json.loads((out / "config.json").read_text())
+    assert sorted(cfg["id2label"].values()) == ["0", "1"]
+
+    from transformers import pipeline
+
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(out), "--file", str(test), "--output", str(pred)]) == 0
+    ours = [r["label"] for r in csv.DictReader(open(pred, encoding="utf-8"))]
+    hf = [r["label"] for r in pipeline("text-classification", model=str(out), device="cpu")(
+        [r["text"] for r in rows], batch_size=32)]
+    assert ours == hf
