@@ -36,3 +36,11 @@ def test_console_script_runs_without_torch_import():
     code = "import sys; from bertcls.cli import main; main(['--help']); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_readme_lists_exactly_the_registry():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = [line.split("`")[1] for line in readme.splitlines() if line.startswith("| `bertcls ")]
+    assert table == [f"bertcls {c.name}" for c in COMMANDS]

@@ -41,10 +41,11 @@ class TextClassifier:
     # ---- loading / saving -------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, backend: str = "torch", threads: int | None = None,
-                        device: str | None = None) -> TextClassifier:
+                        device: str | None = None, onnx_dir: str | os.PathLike | None = None) -> TextClassifier:
         """Load a directory written by ``bertcls train`` (or any HF sequence-classification directory).
 
-        ``backend="onnx"`` uses the ``onnx/`` export written by ``bertcls export`` via onnxruntime."""
+        ``backend="onnx"`` uses the export written by ``bertcls export`` via onnxruntime: ``onnx_dir`` if
+        given (absolute, or relative to ``path``), else ``onnx/``, else ``onnx-int8/``."""
         if backend not in BACKENDS:
             raise UserError(f"--backend={backend!r} is invalid: choose one of {', '.join(BACKENDS)}")
         path = str(path)
@@ -60,7 +61,7 @@ class TextClassifier:
         if backend == "onnx":
             from .onnx_backend import OnnxModel
 
-            model = OnnxModel.load(path, threads=threads)
+            model = OnnxModel.load(path, threads=threads, onnx_dir=onnx_dir)
         else:
             import torch
             from transformers import AutoModelForSequenceClassification

@@ -234,3 +234,37 @@ def require(condition: bool, name: str, value: Any, expectation: str) -> None:
     """For ``__post_init__``: a failed check names the flag and the bad value."""
     if not condition:
         raise UserError(f"{flag(name)}={value!r} is invalid: {expectation}")
+
+
+@dataclasses.dataclass
+class OptimArgs:
+    """Optimisation options shared by `bertcls train` and `bertcls pretrain` (their configs extend this)."""
+
+    batch_size: int = 32
+    """Examples per optimizer step per device (before gradient accumulation)."""
+    gradient_accumulation_steps: int = 1
+    """Micro-batches accumulated per optimizer step."""
+    learning_rate: float = 1e-4
+    """Peak AdamW learning rate (1e-4 suits MiniLM and BERT miniatures; 2e-5..5e-5 BERT-base fine-tuning; up to 1e-3 tiny models from scratch)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = 0.1
+    """Fraction of the run for linear warm-up, then linear decay to 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (0 disables)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Mixed precision: auto = bf16 where the device runs it fast (CUDA, AMX/AVX512-BF16 CPUs), else fp32."""
+    threads: int | None = None
+    """CPU threads for torch (default: torch's choice)."""
+    keep_checkpoints: bool = False
+    """Keep checkpoints/ (optimizer state etc.) after a successful run."""
+
+    def check_optim(self) -> None:
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
+                self.gradient_accumulation_steps, "must be >= 1")
+        require(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1), e.g. 1e-4")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
+        require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        require(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, "must be >= 0")
+        require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")

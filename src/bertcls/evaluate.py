@@ -44,6 +44,8 @@ class EvaluateConfig:
     """Texts per inference batch."""
     backend: Literal["torch", "onnx"] = "torch"
     """Inference backend (onnx needs `bertcls export` first)."""
+    onnx_dir: str | None = None
+    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
     threads: int | None = None
     """CPU threads for inference."""
 
@@ -68,7 +70,8 @@ def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
 def run(cfg: EvaluateConfig) -> dict:
     from .classifier import TextClassifier
 
-    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads)
+    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads,
+                                         onnx_dir=cfg.onnx_dir)
     clf.batch_size = cfg.batch_size
     data = load_eval_data(cfg, clf.meta)
     probs = clf.predict_proba(data.texts, data.pairs)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import checkpoint, metrics
-from .config import POSITIONAL, require, save_yaml
+from .config import POSITIONAL, OptimArgs, require, save_yaml
 from .data import Columns, TextData, label_counts, load, split_validation
 from .errors import UserError
 from .runtime import Interrupted, make_accelerator, progress, setup_logging
@@ -29,7 +29,7 @@ log = logging.getLogger("bertcls")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(OptimArgs):
     model: str = "minilm-l6"
     """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
     dataset: str | None = None
@@ -64,22 +64,8 @@ class TrainConfig:
     """Training epochs."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs for the schedule)."""
-    batch_size: int = 32
-    """Examples per optimizer step per device (before gradient accumulation)."""
     eval_batch_size: int = 128
     """Examples per batch at evaluation."""
-    gradient_accumulation_steps: int = 1
-    """Micro-batches accumulated per optimizer step."""
-    learning_rate: float = 1e-4
-    """Peak AdamW learning rate (1e-4 suits the small default MiniLM; use 2e-5..5e-5 for BERT-base)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
-    warmup_ratio: float = 0.1
-    """Fraction of steps for linear warm-up, then linear decay to 0."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm (0 disables)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Mixed precision: auto = bf16 where the device supports it fast, else fp32."""
     group_by_length: bool = True
     """Batch similar-length texts together (less padding, same randomness)."""
     class_weights: Literal["none", "balanced"] = "none"
@@ -98,14 +84,11 @@ class TrainConfig:
     """Log the training loss every N optimizer steps."""
     seed: int = 42
     """Random seed (initialisation, shuffling, dropout, validation split)."""
-    threads: int | None = None
-    """CPU threads for torch (default: torch's choice)."""
-    keep_checkpoints: bool = False
-    """Keep checkpoints/ (optimizer state etc.) after a successful run."""
     name: str | None = field(default=None, metadata={POSITIONAL: False})
     """Display name for the model card (default: the output directory name)."""
 
     def __post_init__(self) -> None:
+        self.check_optim()
         require(bool(self.dataset) != bool(self.train_file), "train_file", self.train_file,
                 "give exactly one of --train-file or --dataset")
         if self.dataset:
@@ -117,14 +100,7 @@ class TrainConfig:
         require(8 <= self.max_length <= 4096, "max_length", self.max_length, "use 8..4096 (BERT: at most 512)")
         require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
-        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
-        require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
-                self.gradient_accumulation_steps, "must be >= 1")
-        require(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1), e.g. 5e-5")
-        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
-        require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        require(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, "must be >= 0")
         require(0 < self.validation_split < 0.9, "validation_split", self.validation_split, "must be in (0, 0.9)")
         require(self.max_train_samples is None or self.max_train_samples >= 2, "max_train_samples",
                 self.max_train_samples, "must be >= 2")
@@ -132,7 +108,6 @@ class TrainConfig:
         require(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
                 "early_stopping_patience", self.early_stopping_patience, "must be >= 1")
         require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be >= 1")
-        require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")
         valid = metrics.MULTI_LABEL_METRICS if self.multi_label else metrics.SINGLE_LABEL_METRICS
         require(self.metric == "auto" or self.metric in valid, "metric", self.metric,
                 f"choose auto or one of {', '.join(valid)}")
@@ -305,10 +280,14 @@ def run(cfg: TrainConfig) -> dict:
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
     model = build_model(model_path, labels, multi, tokenizer)
-    out = prepare_output_dir(cfg)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
+    if accelerator.is_main_process:
+        out = prepare_output_dir(cfg)
+        save_yaml(cfg, out / "run_config.yaml")
+    else:  # other ranks never write; they only need the paths (resume requires --output-dir)
+        out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    accelerator.wait_for_everyone()
     setup_logging(out / "train.log", accelerator.is_main_process)
-    save_yaml(cfg, out / "run_config.yaml")
     log.info("train %d / validation %d / test %d rows; labels: %s", len(splits.train), len(splits.validation),
              len(splits.test) if splits.test else 0, labels)
     if splits.test is not None and (unseen := splits.test.label_set() - set(labels)):
@@ -321,9 +300,14 @@ def run(cfg: TrainConfig) -> dict:
     enc_val = encode(tokenizer, splits.validation.texts, splits.validation.pairs, cfg.max_length)
     sampler = LengthGroupedBatchSampler([len(e["input_ids"]) for e in enc_train], cfg.batch_size, cfg.seed,
                                         cfg.group_by_length)
-    loader = DataLoader(enc_train, batch_sampler=sampler, collate_fn=Collator(tokenizer.pad_token_id, multi))
+    # Own generator: creating a DataLoader iterator draws a base seed, and drawing it from the global RNG
+    # would shift dropout masks after a mid-epoch resume (which creates one more iterator).
+    loader = DataLoader(enc_train, batch_sampler=sampler, collate_fn=Collator(tokenizer.pad_token_id, multi),
+                        generator=torch.Generator().manual_seed(cfg.seed))
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    log.info("%d process(es) on %s, precision %s, %d batches per epoch per process", accelerator.num_processes,
+             accelerator.device, accelerator.mixed_precision, len(loader))
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
@@ -381,8 +365,12 @@ def run(cfg: TrainConfig) -> dict:
     running, running_n = 0.0, 0
     try:
         while state["epoch"] < epochs and state["global_step"] < total_steps and not state["stopped_early"]:
-            sampler.set_epoch(state["epoch"])
             batches = accelerator.skip_first_batches(loader, state["batches_done"]) if state["batches_done"] else loader
+            # accelerate's loader re-seeds the sampler from its own pass counter on every __iter__, and that
+            # counter restarts at 0 in a resumed process: pin it to our epoch so batch order is (seed, epoch).
+            sampler.set_epoch(state["epoch"])
+            if hasattr(batches, "set_epoch"):
+                batches.set_epoch(state["epoch"])
             t0 = time.perf_counter()
             micro = 0
             for batch in batches:

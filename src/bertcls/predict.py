@@ -49,6 +49,8 @@ class PredictConfig:
     """Rows read into memory at a time."""
     backend: Literal["torch", "onnx"] = "torch"
     """Inference backend (onnx needs `bertcls export` first)."""
+    onnx_dir: str | None = None
+    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
     threads: int | None = None
     """CPU threads for inference."""
 
@@ -90,7 +92,8 @@ def run(cfg: PredictConfig) -> dict:
     from .classifier import TextClassifier
     from .data import Columns, check_columns
 
-    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads)
+    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads,
+                                         onnx_dir=cfg.onnx_dir)
     clf.batch_size = cfg.batch_size
     text_col = cfg.text_column or clf.meta.get("text_column") or "text"
     pair_col = cfg.text_pair_column or clf.meta.get("text_pair_column")

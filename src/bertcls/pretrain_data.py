@@ -1,0 +1,465 @@
+"""Pretraining data as in BERT's ``create_pretraining_data.py`` (sentences -> segment pairs -> masks),
+and the MLM + NSP objective computed on it.
+
+documents (``corpora``) -> sentences (:func:`split_sentences`) -> token ids and word starts, tokenized
+once in batches by the Rust tokenizer (:func:`tokenize_documents`) -> ``[CLS] A [SEP] B [SEP]`` instances
+packed up to ``max_seq_length`` with next-sentence labels, built once from the seed
+(:func:`create_instances`) -> MLM masks drawn per epoch (:func:`mask_tokens`) from an RNG seeded with
+(seed, stream, epoch, index): every epoch sees new masks, and a resumed run sees exactly the masks the
+interrupted one would have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .corpora import Document
+from .errors import UserError
+
+log = logging.getLogger("bertcls")
+
+# ---------------------------------------------------------------------------------------------------- sentences
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CLOSE = r"[”’」』》）)\]\"']*"
+_BOUNDARY = re.compile(
+    # Chinese terminators (and ellipses) end a sentence wherever they stand, with any closing quotes.
+    rf"(?:[。！？；]|…+){_CLOSE}"
+    # Western terminators only before a space + capital (so "3.5" and "e.g. this" stay whole), or
+    # before a CJK character (Chinese reviews often use ASCII "!" and "?").
+    rf"|[.!?]+{_CLOSE}(?=\s+[\"'“‘(\[]?[A-Z]|\s*[\u4e00-\u9fff])"
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split a paragraph into sentences (English and Chinese punctuation rules); never loses characters
+    other than surrounding whitespace."""
+    out: list[str] = []
+    start = 0
+    for m in _BOUNDARY.finditer(text):
+        piece = text[start:m.end()].strip()
+        if piece:
+            out.append(piece)
+        start = m.end()
+    tail = text[start:].strip()
+    if tail:
+        out.append(tail)
+    return out
+
+
+def has_cjk(text: str) -> bool:
+    return _CJK.search(text) is not None
+
+
+# ---------------------------------------------------------------------------------------------------- tokenize
+Sentence = tuple[np.ndarray, "np.ndarray | None"]  # (token ids int32, word-start flags or None)
+
+
+def continuation_mask(tokenizer) -> np.ndarray:
+    """``True`` for WordPiece continuation pieces ('##ing'), indexed by token id."""
+    vocab = tokenizer.get_vocab()
+    mask = np.zeros(max(len(tokenizer), max(vocab.values()) + 1), dtype=bool)
+    for tok, i in vocab.items():
+        if tok.startswith("##"):
+            mask[i] = True
+    return mask
+
+
+def _jieba() -> Callable[[str], list[str]]:
+    try:
+        import jieba
+    except ImportError:
+        raise UserError("whole-word masking of Chinese text needs jieba; run: pip install 'bertcls[zh]'") from None
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
+    return jieba.lcut
+
+
+def _word_starts(text: str, offsets: list[tuple[int, int]], ids: np.ndarray, is_cont: np.ndarray,
+                 cut: Callable[[str], list[str]] | None) -> np.ndarray:
+    starts = ~is_cont[ids]
+    if cut is not None and has_cjk(text):
+        # A token begins a word iff it starts where a jieba word starts (char offsets into ``text``)
+        # and is not a '##' piece: so 北京大学 masks as one unit and 'iphone6' -> ip ##hone ##6 too.
+        bounds = np.cumsum([0] + [len(w) for w in cut(text)])
+        first = np.fromiter((o[0] for o in offsets), dtype=np.int64, count=len(offsets))
+        starts &= np.isin(first, bounds)
+    return starts
+
+
+def tokenize_documents(tokenizer, docs: list[Document], whole_word: bool = False, batch_size: int = 4096,
+                       progress: Callable | None = None) -> list[list[Sentence]]:
+    """Sentence-split and tokenize every document once, in batches on the Rust tokenizer.
+
+    Word-start flags are recorded only for whole-word masking: WordPiece '##' pieces continue a word, and
+    for text containing Chinese, jieba word boundaries decide which characters belong together.
+    """
+    from tokenizers import Tokenizer
+
+    # A private copy: the shared backend may carry truncation/padding settings from earlier calls.
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    flat: list[str] = []
+    owner: list[int] = []
+    for d, doc in enumerate(docs):
+        for para in doc:
+            for sent in split_sentences(para):
+                flat.append(sent)
+                owner.append(d)
+    is_cont = continuation_mask(tokenizer) if whole_word else None
+    cut = _jieba() if whole_word and any(has_cjk(s) for s in flat) else None
+    out: list[list[Sentence]] = [[] for _ in docs]
+    bar = progress(total=len(flat), desc="tokenize", unit="sent") if progress else None
+    for i in range(0, len(flat), batch_size):
+        chunk = flat[i:i + batch_size]
+        for j, enc in enumerate(backend.encode_batch(chunk, add_special_tokens=False)):
+            if not enc.ids:
+                continue
+            ids = np.asarray(enc.ids, dtype=np.int32)
+            starts = _word_starts(chunk[j], enc.offsets, ids, is_cont, cut) if is_cont is not None else None
+            out[owner[i + j]].append((ids, starts))
+        if bar:
+            bar.update(len(chunk))
+    if bar:
+        bar.close()
+    return [d for d in out if d]
+
+
+# ---------------------------------------------------------------------------------------------------- instances
+@dataclass
+class Instances:
+    """``[CLS] A [SEP] B [SEP]`` token sequences with their NSP labels (1 = B is a random segment)."""
+
+    input_ids: list[np.ndarray]
+    len_a: np.ndarray
+    next_sentence_label: np.ndarray
+    word_starts: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def subset(self, idx) -> Instances:
+        idx = list(idx)
+        return Instances([self.input_ids[i] for i in idx], self.len_a[idx], self.next_sentence_label[idx],
+                         [self.word_starts[i] for i in idx] if self.word_starts is not None else None)
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+    def fingerprint(self) -> str:
+        """Identifies the instance set, so --resume can refuse a changed corpus, tokenizer or seed."""
+        h = hashlib.sha256()
+        h.update(np.asarray(self.lengths(), dtype=np.int64).tobytes())
+        h.update(self.len_a.astype(np.int64).tobytes())
+        h.update(self.next_sentence_label.astype(np.int64).tobytes())
+        for x in self.input_ids[:: max(1, len(self) // 500)]:
+            h.update(x.tobytes())
+        return h.hexdigest()[:16]
+
+
+def _split_long(doc: list[Sentence], limit: int) -> list[Sentence]:
+    """Cut sentences longer than ``limit`` tokens into pieces (a run-on sentence would otherwise be
+    truncated away, as BERT's script does, losing most of its text)."""
+    out = []
+    for ids, ws in doc:
+        for k in range(0, len(ids), limit):
+            out.append((ids[k:k + limit], ws[k:k + limit] if ws is not None else None))
+    return out
+
+
+def _concat(parts: list[Sentence]) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    return [p[0] for p in parts], ([p[1] for p in parts] if parts and parts[0][1] is not None else None)
+
+
+def _truncate_pair(len_a: int, len_b: int, max_tokens: int, rng: random.Random) -> tuple[tuple[int, int], ...]:
+    """BERT's truncate_seq_pair as slice bounds: trim the longer side, from the front or back at random."""
+    a0, a1, b0, b1 = 0, len_a, 0, len_b
+    while (a1 - a0) + (b1 - b0) > max_tokens:
+        if a1 - a0 > b1 - b0:
+            if rng.random() < 0.5:
+                a0 += 1
+            else:
+                a1 -= 1
+        elif rng.random() < 0.5:
+            b0 += 1
+        else:
+            b1 -= 1
+    return (a0, a1), (b0, b1)
+
+
+def create_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_prob: float, seed: int,
+                     cls_id: int, sep_id: int) -> Instances:
+    """Segment pairs as in the BERT paper: fill a chunk of consecutive sentences up to a target length
+    (shorter with probability ``short_seq_prob``), cut it into A | B at a sentence boundary, and with
+    probability 1/2 replace B by text from a random other document (NSP label 1).
+
+    One change from Google's script keeps NSP at 50/50: a chunk holding a single sentence is not forced
+    to a random B; when the coin says "actual next", the sentence itself is cut at a random token.
+    """
+    rng = random.Random(seed)
+    max_tokens = max_seq_length - 3
+    docs = [_split_long(d, max(1, max_tokens // 2)) for d in docs]
+    ids_out: list[np.ndarray] = []
+    ws_out: list[np.ndarray] | None = [] if docs and docs[0][0][1] is not None else None
+    len_a: list[int] = []
+    labels: list[int] = []
+    for d, doc in enumerate(docs):
+        target = max_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_tokens)
+        chunk: list[Sentence] = []
+        length = 0
+        i = 0
+        while i < len(doc):
+            chunk.append(doc[i])
+            length += len(doc[i][0])
+            if i == len(doc) - 1 or length >= target:
+                a_end = 1 if len(chunk) < 2 else rng.randint(1, len(chunk) - 1)
+                random_next = rng.random() < 0.5 or (len(chunk) == 1 and len(chunk[0][0]) < 2)
+                if random_next:
+                    a_parts = chunk[:a_end]
+                    a_len = sum(len(p[0]) for p in a_parts)
+                    b_target = max(1, target - a_len)
+                    other = d
+                    if len(docs) > 1:
+                        while other == d:
+                            other = rng.randrange(len(docs))
+                    rdoc = docs[other]
+                    b_parts: list[Sentence] = []
+                    b_len = 0
+                    for j in range(rng.randrange(len(rdoc)), len(rdoc)):
+                        b_parts.append(rdoc[j])
+                        b_len += len(rdoc[j][0])
+                        if b_len >= b_target:
+                            break
+                    i -= len(chunk) - a_end  # the unused sentences start the next chunk
+                elif len(chunk) == 1:
+                    ids, ws = chunk[0]
+                    cut = rng.randint(1, len(ids) - 1)
+                    a_parts = [(ids[:cut], ws[:cut] if ws is not None else None)]
+                    b_parts = [(ids[cut:], ws[cut:] if ws is not None else None)]
+                else:
+                    a_parts, b_parts = chunk[:a_end], chunk[a_end:]
+                a_ids, a_ws = _concat(a_parts)
+                b_ids, b_ws = _concat(b_parts)
+                a, b = np.concatenate(a_ids), np.concatenate(b_ids)
+                (a0, a1), (b0, b1) = _truncate_pair(len(a), len(b), max_tokens, rng)
+                if a1 > a0 and b1 > b0:
+                    seq = np.concatenate([[cls_id], a[a0:a1], [sep_id], b[b0:b1], [sep_id]]).astype(np.int32)
+                    if ws_out is not None:
+                        flags = np.concatenate([[False], np.concatenate(a_ws)[a0:a1], [False],
+                                                np.concatenate(b_ws)[b0:b1], [False]])
+                        # A segment may begin inside a word (random start, front truncation): its first
+                        # token starts a masking unit, so no unit ever spans [SEP].
+                        flags[1] = flags[a1 - a0 + 2] = True
+                        ws_out.append(flags)
+                    ids_out.append(seq)
+                    len_a.append(a1 - a0)
+                    labels.append(int(random_next))
+                chunk, length = [], 0
+                target = max_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_tokens)
+            i += 1
+    return Instances(ids_out, np.asarray(len_a, dtype=np.int32), np.asarray(labels, dtype=np.int64), ws_out)
+
+
+# ---------------------------------------------------------------------------------------------------- masking
+@dataclass(frozen=True)
+class MaskSpec:
+    mask_id: int
+    special_ids: tuple[int, ...]
+    vocab_size: int
+    mlm_probability: float = 0.15
+    mask_prob: float = 0.8  # of the selected tokens: this share -> [MASK]
+    random_prob: float = 0.1  # this share -> a random token; the rest stay unchanged
+
+    def random_ids(self) -> np.ndarray:
+        ids = np.arange(self.vocab_size)
+        return ids[~np.isin(ids, self.special_ids)]
+
+
+def mask_tokens(ids: np.ndarray, word_starts: np.ndarray | None, spec: MaskSpec, rng: np.random.Generator,
+                random_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """BERT masking of one sequence: returns (input ids, labels with -100 where nothing is predicted).
+
+    ``round(mlm_probability * n)`` of the n non-special tokens are selected (at least one), whole words
+    at a time when ``word_starts`` is given (a word that would overshoot the budget is skipped, as in
+    Google's script); each selected token becomes [MASK] (80%), a random non-special token (10%) or stays.
+    """
+    ids = np.asarray(ids)
+    cand = np.flatnonzero(~np.isin(ids, spec.special_ids))
+    labels = np.full(len(ids), -100, dtype=np.int64)
+    out = ids.astype(np.int64)
+    if len(cand) == 0:
+        return out, labels
+    budget = max(1, int(round(len(cand) * spec.mlm_probability)))
+    if word_starts is None:
+        chosen = np.sort(rng.permutation(cand)[:budget])
+    else:
+        starts = np.asarray(word_starts)[cand].copy()
+        starts[0] = True
+        groups = np.split(cand, np.flatnonzero(starts)[1:])
+        picked: list[np.ndarray] = []
+        n = 0
+        for g in rng.permutation(len(groups)):
+            if n >= budget:
+                break
+            if n + len(groups[g]) > budget:
+                continue
+            picked.append(groups[g])
+            n += len(groups[g])
+        chosen = np.sort(np.concatenate(picked)) if picked else cand[:0]
+    labels[chosen] = ids[chosen]
+    r = rng.random(len(chosen))
+    out[chosen[r < spec.mask_prob]] = spec.mask_id
+    rand = chosen[(r >= spec.mask_prob) & (r < spec.mask_prob + spec.random_prob)]
+    if len(rand):
+        pool = random_ids if random_ids is not None else spec.random_ids()
+        out[rand] = pool[rng.integers(0, len(pool), len(rand))]
+    return out, labels
+
+
+class MaskedPairs(torch.utils.data.Dataset):
+    """Instances with masks drawn on access from (seed, stream, epoch, index): stream 0 trains, 1 evaluates
+    (eval masks stay fixed, so evaluations are comparable); call :meth:`set_epoch` for fresh masks."""
+
+    def __init__(self, instances: Instances, spec: MaskSpec, seed: int, whole_word: bool, stream: int = 0):
+        self.instances = instances
+        self.spec = spec
+        self.seed = seed
+        self.whole_word = whole_word and instances.word_starts is not None
+        self.stream = stream
+        self.epoch = 0
+        self._random_ids = spec.random_ids()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, i: int) -> dict:
+        inst = self.instances
+        rng = np.random.default_rng([self.seed, self.stream, self.epoch, i])
+        ws = inst.word_starts[i] if self.whole_word else None
+        ids, labels = mask_tokens(inst.input_ids[i], ws, self.spec, rng, self._random_ids)
+        tt = np.zeros(len(ids), dtype=np.int64)
+        tt[int(inst.len_a[i]) + 2:] = 1
+        return {"input_ids": ids, "token_type_ids": tt, "labels": labels,
+                "next_sentence_label": int(inst.next_sentence_label[i])}
+
+
+class PretrainCollator:
+    """Pad to the batch's longest row: pad id for inputs, segment 0, attention 0, label -100."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        n, width = len(rows), max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        tt = torch.zeros((n, width), dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        labels = torch.full((n, width), -100, dtype=torch.long)
+        for i, r in enumerate(rows):
+            k = len(r["input_ids"])
+            ids[i, :k] = torch.from_numpy(r["input_ids"])
+            tt[i, :k] = torch.from_numpy(r["token_type_ids"])
+            labels[i, :k] = torch.from_numpy(r["labels"])
+            mask[i, :k] = 1
+        nsp = torch.tensor([r["next_sentence_label"] for r in rows], dtype=torch.long)
+        return {"input_ids": ids, "token_type_ids": tt, "attention_mask": mask, "labels": labels,
+                "next_sentence_label": nsp}
+
+
+def split_eval(n: int, eval_instances: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded hold-out of instance indices: (train, eval), eval at most a tenth of the data."""
+    k = min(eval_instances, n // 10)
+    perm = np.random.default_rng([seed, 7]).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+
+# ---------------------------------------------------------------------------------------------------- objective
+class PretrainingObjective(torch.nn.Module):
+    """MLM + NSP losses of a ``BertForPreTraining``, with the MLM head applied to masked positions only.
+
+    The vocabulary projection is the largest matrix product of a small BERT; running it on the ~15%
+    masked tokens instead of every position (as HF's forward does) is what Google's TF code does too.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, token_type_ids, attention_mask, labels, next_sentence_label):
+        out = self.model.bert(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+        seq, pooled = out[0], out[1]
+        sel = labels != -100
+        mlm_logits = self.model.cls.predictions(seq[sel]).float()
+        nsp_logits = self.model.cls.seq_relationship(pooled).float()
+        targets = labels[sel]
+        mlm_loss = torch.nn.functional.cross_entropy(mlm_logits, targets)
+        nsp_loss = torch.nn.functional.cross_entropy(nsp_logits, next_sentence_label)
+        return {
+            "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
+            "mlm_correct": (mlm_logits.argmax(-1) == targets).sum().detach(), "mlm_n": sel.sum().detach(),
+            "nsp_correct": (nsp_logits.argmax(-1) == next_sentence_label).sum().detach(),
+            "nsp_n": torch.tensor(len(next_sentence_label)),
+        }
+
+
+@torch.no_grad()
+def evaluate(objective, loader, device) -> dict:
+    """MLM/NSP loss, accuracy and MLM perplexity over a loader (fixed masks: comparable across steps)."""
+    was = objective.training
+    objective.eval()
+    meter = LossMeter()
+    for batch in loader:
+        meter.add(objective(**{k: v.to(device) for k, v in batch.items()}), 0)
+    objective.train(was)
+    return meter.scores() | {"n": meter.sums["nsp_n"]}
+
+
+class LossMeter:
+    """Sums since the last reset: losses weighted by their counts, hits, tokens, time."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.batches = 0
+        self.sums = {"mlm_loss": 0.0, "nsp_loss": 0.0, "mlm_correct": 0, "mlm_n": 0, "nsp_correct": 0, "nsp_n": 0}
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, r: dict, tokens: int) -> None:
+        n_m, n_n = int(r["mlm_n"]), int(r["nsp_n"])
+        self.sums["mlm_loss"] += r["mlm_loss"].item() * n_m
+        self.sums["nsp_loss"] += r["nsp_loss"].item() * n_n
+        for k in ("mlm_correct", "mlm_n", "nsp_correct", "nsp_n"):
+            self.sums[k] += int(r[k])
+        self.tokens += tokens
+        self.batches += 1
+
+    def scores(self) -> dict:
+        s = self.sums
+        m, n = max(1, s["mlm_n"]), max(1, s["nsp_n"])
+        return {"mlm_loss": s["mlm_loss"] / m, "mlm_accuracy": s["mlm_correct"] / m,
+                "mlm_perplexity": math.exp(min(50.0, s["mlm_loss"] / m)),
+                "nsp_loss": s["nsp_loss"] / n, "nsp_accuracy": s["nsp_correct"] / n}
+
+    def record(self, step: int, lr: float, elapsed: float) -> dict:
+        """A training log record (tokens/s counts non-pad tokens); resets the sums."""
+        dt = max(1e-9, time.perf_counter() - self.t0)
+        sc = self.scores()
+        rec = {"type": "train", "step": step} | sc | {
+            "loss": sc["mlm_loss"] + sc["nsp_loss"], "lr": lr, "tokens_per_s": self.tokens / dt,
+            "sequences_per_s": self.sums["nsp_n"] / dt, "elapsed_s": round(elapsed, 1), "_tokens": self.tokens}
+        self.reset()
+        return rec
