@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,7 +24,7 @@ from . import checkpoint, metrics
 from .config import POSITIONAL, OptimArgs, require, save_yaml
 from .data import Columns, TextData, label_counts, load, split_validation
 from .errors import UserError
-from .runtime import Interrupted, make_accelerator, progress, setup_logging
+from .runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
 
 log = logging.getLogger("bertcls")
 
@@ -377,7 +378,7 @@ def run(cfg: TrainConfig) -> dict:
                 labels_t = batch.pop("labels")
                 last = state["batches_done"] + micro + 1 >= len(loader)
                 boundary = (micro + 1) % cfg.gradient_accumulation_steps == 0 or last
-                with (_null() if boundary else accelerator.no_sync(model)), accelerator.autocast():
+                with (nullcontext() if boundary else accelerator.no_sync(model)), accelerator.autocast():
                     logits = model(**batch).logits
                     loss = loss_fn(logits.float(), labels_t)
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
@@ -387,14 +388,8 @@ def run(cfg: TrainConfig) -> dict:
                 state["samples_seen"] += len(labels_t) * accelerator.num_processes
                 if not boundary:
                     continue
-                if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                boundary_rng = checkpoint.rng_state()
-                state["global_step"] += 1
-                state["batches_done"] += micro
+                boundary_rng = optimizer_step(accelerator, model, optimizer, scheduler, cfg.max_grad_norm, state,
+                                              micro, len(loader))
                 micro = 0
                 bar.update(1)
                 if state["global_step"] % cfg.logging_steps == 0:
@@ -403,9 +398,6 @@ def run(cfg: TrainConfig) -> dict:
                     history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                     running, running_n = 0.0, 0
-                if state["batches_done"] >= len(loader):
-                    state["epoch"] += 1
-                    state["batches_done"] = 0
                 if cfg.eval_steps and state["global_step"] % cfg.eval_steps == 0:
                     state["train_seconds"] += time.perf_counter() - t0
                     t0 = time.perf_counter()
@@ -441,13 +433,6 @@ def run(cfg: TrainConfig) -> dict:
 
     return finish_run(cfg, out, final, tokenizer, splits, labels, multi, state, history, model_path, enc_val)
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _save_weights(model, directory: Path) -> None:

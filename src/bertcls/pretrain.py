@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,7 @@ import torch
 from . import checkpoint
 from .config import OptimArgs, require, save_yaml, to_dict
 from .errors import UserError
-from .runtime import Interrupted, make_accelerator, progress, setup_logging
+from .runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
 
 log = logging.getLogger("bertcls")
 
@@ -372,7 +373,7 @@ def run(cfg: PretrainConfig) -> dict:
             for batch in batches:
                 last = state["batches_done"] + micro + 1 >= len(loader)
                 boundary = (micro + 1) % cfg.gradient_accumulation_steps == 0 or last
-                with (_null() if boundary else accelerator.no_sync(objective)), accelerator.autocast():
+                with (nullcontext() if boundary else accelerator.no_sync(objective)), accelerator.autocast():
                     r = objective(**batch)
                     loss = r["mlm_loss"] + r["nsp_loss"]
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
@@ -380,19 +381,10 @@ def run(cfg: PretrainConfig) -> dict:
                 acc.add(r, int(batch["attention_mask"].sum()) * accelerator.num_processes)
                 if not boundary:
                     continue
-                if cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                boundary_rng = checkpoint.rng_state()
-                state["global_step"] += 1
-                state["batches_done"] += micro
+                boundary_rng = optimizer_step(accelerator, objective, optimizer, scheduler, cfg.max_grad_norm, state,
+                                              micro, len(loader))
                 micro = 0
                 bar.update(1)
-                if state["batches_done"] >= len(loader):
-                    state["epoch"] += 1
-                    state["batches_done"] = 0
                 step = state["global_step"]
                 if step % cfg.logging_steps == 0:
                     now = time.perf_counter()
@@ -435,13 +427,6 @@ def run(cfg: PretrainConfig) -> dict:
     return finish(cfg, out, accelerator.unwrap_model(objective).model, tokenizer, state, history, n_params,
                   len(train_set), len(eval_set))
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------------- save

@@ -79,3 +79,23 @@ def progress(**kwargs):
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("mininterval", 1.0)
     return tqdm(**kwargs)
+
+
+def optimizer_step(accelerator, model, optimizer, scheduler, max_grad_norm: float, state: dict, micro: int,
+                   batches_per_epoch: int) -> dict:
+    """One optimizer step at an accumulation boundary, shared by `train` and `pretrain`: clip, step,
+    schedule, zero grads, advance the loop counters (rolling over the epoch). Returns the RNG state at this
+    boundary, which is what a checkpoint must save for an exact resume."""
+    from .checkpoint import rng_state
+
+    if max_grad_norm:
+        accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    state["global_step"] += 1
+    state["batches_done"] += micro
+    if state["batches_done"] >= batches_per_epoch:
+        state["epoch"] += 1
+        state["batches_done"] = 0
+    return rng_state()
