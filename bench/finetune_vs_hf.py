@@ -25,11 +25,11 @@ from pathlib import Path
 
 
 def run_ours(a) -> dict:
-    out = Path(tempfile.mkdtemp(prefix="bench-ours-"))
+    out = Path(a.ours_dir) if a.ours_dir else Path(tempfile.mkdtemp(prefix="bench-ours-"))
     cmd = [sys.executable, "-m", "bertcls", "train", "--model", a.model,
            "--train-file", str(Path(a.data) / "train.csv"), "--test-file", str(Path(a.data) / "test.csv"),
            "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--learning-rate", str(a.lr),
-           "--max-length", str(a.max_length), "--seed", str(a.seed), "--output-dir", str(out / "run")]
+           "--max-length", str(a.max_length), "--seed", str(a.seed), "--output-dir", str(out / "run"), "--overwrite"]
     if (Path(a.data) / "dev.csv").exists():
         cmd += ["--validation-file", str(Path(a.data) / "dev.csv")]
     if a.max_train:
@@ -129,6 +129,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--side", choices=["both", "ours", "hf"], default="both")
     p.add_argument("--out", default=None)
+    p.add_argument("--ours-dir", default=None, help="keep bertcls's trained model under DIR/run (default: a temp dir)")
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.side == "hf":

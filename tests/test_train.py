@@ -113,26 +113,39 @@ def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):
 
 def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     rows = []
-    for r in sentiment_rows(160, seed=5):
+    for r in sentiment_rows(400, seed=5):
         labs = [r["label"]] + (["film"] if "film" in r["text"] else [])
         rows.append({"text": r["text"], "label": labs})
-    write_jsonl(tmp_path / "train.jsonl", rows[:120])
-    write_jsonl(tmp_path / "dev.jsonl", rows[120:])
+    write_jsonl(tmp_path / "train.jsonl", rows[:320])
+    write_jsonl(tmp_path / "dev.jsonl", rows[320:])
     out = tmp_path / "ml"
     assert main(["train", "--model", str(tiny_bert), "--train-file", str(tmp_path / "train.jsonl"),
                  "--validation-file", str(tmp_path / "dev.jsonl"), "--multi-label", "--output-dir", str(out),
-                 "--epochs", "20", "--learning-rate", "5e-3", "--batch-size", "16", "--class-weights", "balanced"]) == 0
+                 "--epochs", "8", "--learning-rate", "3e-3", "--batch-size", "16", "--class-weights", "balanced",
+                 "--warmup-ratio", "0"]) == 0
     meta = json.loads((out / "bertcls.json").read_text())
-    assert meta["task"] == "multi_label" and len(meta["thresholds"]) == 3
+    assert meta["task"] == "multi_label" and meta["labels"] == ["film", "negative", "positive"]
+    assert len(meta["thresholds"]) == 3 and all(0 < t < 1 for t in meta["thresholds"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["problem_type"] == "multi_label_classification"
     from bertcls import TextClassifier
 
     clf = TextClassifier.from_pretrained(out)
-    pred = clf.predict(["the film was great great", "it was awful awful"])
-    assert isinstance(pred[0], list) and "positive" in pred[0] and "negative" in pred[1]
+    np.testing.assert_allclose(clf.thresholds, meta["thresholds"])
+    texts = [r["text"] for r in rows[320:]]
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (80, 3) and ((probs >= 0) & (probs <= 1)).all()
+    pred = clf.predict(texts)
+    assert pred == [[lab for lab, p, t in zip(clf.labels, row, meta["thresholds"]) if p >= t] for row in probs]
+    clf.thresholds = np.full(3, 1.01, dtype=np.float32)  # the saved thresholds, not 0.5, make the decision
+    assert clf.predict(texts[:3]) == [[], [], []]
+    # A 2-layer random BERT does not learn every label reliably on every CPU (seed-dependent), so quality is
+    # checked against the trivial "every label on every row" predictor rather than as a fixed accuracy.
+    y = np.array([[lab in r["label"] for lab in meta["labels"]] for r in rows[320:]])
+    trivial_f1 = 2 * y.sum() / (y.size + y.sum())
     m = json.loads((out / "metrics.json").read_text())
-    assert m["validation"]["f1_micro"] > 0.7 and "f1_samples" in m["validation"]
+    assert m["validation"]["f1_micro"] > trivial_f1 + 0.1 and "f1_samples" in m["validation"]
+    assert set(m["validation"]["per_label"]) == {"film", "negative", "positive"}
 
 
 def test_sentence_pairs(tmp_path, tiny_bert):
