@@ -29,7 +29,8 @@ def run_ours(a) -> dict:
     cmd = [sys.executable, "-m", "bertcls", "train", "--model", a.model,
            "--train-file", str(Path(a.data) / "train.csv"), "--test-file", str(Path(a.data) / "test.csv"),
            "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--learning-rate", str(a.lr),
-           "--max-length", str(a.max_length), "--seed", str(a.seed), "--output-dir", str(out / "run"), "--overwrite"]
+           "--max-length", str(a.max_length), "--seed", str(a.seed), "--precision", a.precision,
+           "--output-dir", str(out / "run"), "--overwrite"]
     if (Path(a.data) / "dev.csv").exists():
         cmd += ["--validation-file", str(Path(a.data) / "dev.csv")]
     if a.max_train:
@@ -106,7 +107,7 @@ def hf_reference(a) -> dict:
         per_device_eval_batch_size=128, learning_rate=a.lr, num_train_epochs=a.epochs, weight_decay=0.01,
         warmup_steps=int(0.1 * steps), max_grad_norm=1.0, eval_strategy="epoch" if dev else "no",
         save_strategy="no", logging_steps=10, report_to=[], seed=a.seed, use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, disable_tqdm=True,
+        dataloader_num_workers=0, disable_tqdm=True, bf16=a.precision == "bf16",
     )
     trainer = Trainer(model=model, args=args, train_dataset=ds_train, eval_dataset=DS(*dev) if dev else None,
                       data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics)
@@ -127,6 +128,8 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="the same numeric precision on both sides (bf16: autocast, needs a CPU with AVX512-BF16/AMX)")
     p.add_argument("--side", choices=["both", "ours", "hf"], default="both")
     p.add_argument("--out", default=None)
     p.add_argument("--ours-dir", default=None, help="keep bertcls's trained model under DIR/run (default: a temp dir)")
@@ -142,6 +145,8 @@ def main() -> None:
 
     import torch
 
+    from bertcls.runtime import cpu_has_fast_bf16
+
     ours = run_ours(a)
     print("bertcls:", json.dumps(ours), flush=True)
     hf_cmd = [sys.executable, __file__, "--side", "hf"] + sys.argv[1:]
@@ -150,7 +155,8 @@ def main() -> None:
     n = ours["n_train"] * a.epochs
     result = {
         "config": vars(a), "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                       "platform": platform.platform(), "torch": torch.__version__},
+                                       "platform": platform.platform(), "torch": torch.__version__,
+                                       "cpu_bf16": cpu_has_fast_bf16()},
         "bertcls": ours | {"train_samples_per_s_end_to_end": n / ours["wall_s"]},
         "hf_trainer": hf | {"train_samples_per_s_end_to_end": n / hf["wall_s"]},
         "speedup_wall": hf["wall_s"] / ours["wall_s"],

@@ -166,6 +166,15 @@ def ensure_exports(a: argparse.Namespace) -> dict:
     return reports
 
 
+def cpu_features() -> list[str]:
+    """The CPU flags that decide int8/bf16 speed (VNNI: fast int8 dot products; BF16/AMX: fast bf16)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted({f for f in flags.split() if "vnni" in f or "bf16" in f or f.startswith("amx") or f in ("avx2", "avx512f")})
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -212,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     name = Path(a.model_dir.rstrip("/")).name
     report = {
         "model_dir": str(Path(a.model_dir).resolve()), "data": a.data, "n": len(texts), "batch_size": a.batch_size,
-        "repeats": a.repeats, "cpu": cpu_name(), "cpu_count": os.cpu_count(), "exports": exports, "runs": runs,
+        "repeats": a.repeats, "cpu": cpu_name(), "cpu_features": cpu_features(), "cpu_count": os.cpu_count(), "exports": exports, "runs": runs,
         "versions": {"bertcls": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
                      "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
     }
-    print(f"\n{name} on {a.data} ({len(texts)} texts, batch size {a.batch_size}, CPU: {report['cpu']})")
+    print(f"\n{name} on {a.data} ({len(texts)} texts, batch size {a.batch_size}, CPU: {report['cpu']}, "
+          f"{' '.join(report['cpu_features'])})")
     print(f"{'threads':>7}  {'backend':<10} {'accuracy':>8} {'texts/s':>9} {'x pipeline':>10} {'agree torch':>11}")
     for r in runs:
         if "error" in r:

@@ -148,7 +148,9 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
     import httpx
 
     headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
-    limits = httpx.Limits(max_connections=a.concurrency, max_keepalive_connections=a.concurrency)
+    # One connection more than the clients: the /metrics snapshots must not queue behind a busy client
+    # (with a single client they otherwise ran only after the whole window, and measured nothing).
+    limits = httpx.Limits(max_connections=a.concurrency + 1, max_keepalive_connections=a.concurrency + 1)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     state = {"measured": 0, "last_done": 0.0, "cursor": 0}

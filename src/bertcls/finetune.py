@@ -326,6 +326,7 @@ def run(cfg: TrainConfig) -> dict:
         state = checkpoint.load(ckpt_dir, accelerator.unwrap_model(model), optimizer, scheduler)
         history = _read_history(out / "metrics.jsonl")
         log.info("resumed at epoch %d, step %d", state["epoch"], state["global_step"])
+    state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
 
     # RNG as of the last optimizer step: a Ctrl-C mid-batch must not save dropout draws of a batch
     # that the resumed run will replay.

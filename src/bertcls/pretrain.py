@@ -273,6 +273,8 @@ def run(cfg: PretrainConfig) -> dict:
              model.config.num_hidden_layers, model.config.hidden_size, model.config.num_attention_heads,
              model.config.vocab_size, n_params / 1e6, cfg.model or "random init")
     log.info("instances: %d train, %d held out for evaluation", len(train_set), len(eval_set))
+    log.info("%d process(es) on %s, precision %s", accelerator.num_processes, accelerator.device,
+             accelerator.mixed_precision)
 
     spec = pd.MaskSpec(mask_id=tokenizer.mask_token_id, special_ids=tuple(tokenizer.all_special_ids),
                        vocab_size=len(tokenizer), mlm_probability=cfg.mlm_probability)
@@ -322,6 +324,7 @@ def run(cfg: PretrainConfig) -> dict:
         log.info("resumed at epoch %d, step %d (%.1f min in)", state["epoch"], state["global_step"],
                  state["elapsed_s"] / 60)
 
+    state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
     # RNG as of the last optimizer step: a Ctrl-C mid-batch must not save dropout draws of a batch
     # that the resumed run will replay.
     boundary_rng = checkpoint.rng_state()
@@ -456,6 +459,7 @@ def finish(cfg: PretrainConfig, out: Path, model, tokenizer, state: dict, histor
                   "stopped_by": state["stopped_by"], "minutes": round(state["elapsed_s"] / 60, 2), "train_seconds": round(secs, 2), "tokens": state["train_tokens"],
                   "tokens_per_s": round(state["train_tokens"] / secs, 1),
                   "steps_per_s": round(state["global_step"] / secs, 4),
+                  "precision": state.get("precision", "no"),
                   "n_train_instances": n_train, "n_eval_instances": n_eval},
         "model": {"parameters": n_params, "layers": model.config.num_hidden_layers,
                   "hidden": model.config.hidden_size, "heads": model.config.num_attention_heads,

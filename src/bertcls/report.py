@@ -67,6 +67,7 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
         "steps": state["global_step"], "epochs_completed": state["epoch"], "runtime_s": round(state["train_seconds"], 2),
         "samples_per_s": round(state["samples_seen"] / max(state["train_seconds"], 1e-9), 2),
         "best_step": state["best_step"], "best_" + cfg.metric: state["best"], "stopped_early": state["stopped_early"],
+        "precision": state.get("precision", "no"),
         "n_train": len(splits.train), "n_validation": len(splits.validation),
         "label_counts": label_summary(splits.train),
     }
@@ -140,12 +141,12 @@ tags: [bertcls, text-classification]
 # {name}
 
 A {'multi-label' if meta['task'] == 'multi_label' else 'single-label'} text classifier fine-tuned with
-[bertcls](https://github.com/) {__version__} from base model `{cfg.model}`.
+bertcls {__version__} from base model `{cfg.model}`.
 
 - **Labels** ({len(meta['labels'])}): {labels}
 - **Training data**: {data}; {tr['n_train']} training rows, {tr['n_validation']} validation rows.
   Label counts (train): {json.dumps(tr['label_counts'], ensure_ascii=False)}
-- **Training**: {tr['steps']} optimizer steps, {tr['runtime_s']} s, {tr['samples_per_s']} samples/s;
+- **Training**: {tr['steps']} optimizer steps, {tr['runtime_s']} s, {tr['samples_per_s']} samples/s, precision {tr['precision']};
   best validation {cfg.metric} at step {tr['best_step']}{' (stopped early)' if tr['stopped_early'] else ''}.
 {'- **Decision thresholds** (tuned per label on validation): ' + json.dumps(dict(zip(meta['labels'], meta['thresholds']))) if meta['thresholds'] else ''}
 
