@@ -137,7 +137,7 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     assert probs.shape == (80, 3) and ((probs >= 0) & (probs <= 1)).all()
     pred = clf.predict(texts)
     assert pred == [[lab for lab, p, t in zip(clf.labels, row, meta["thresholds"]) if p >= t] for row in probs]
-    clf.thresholds = np.full(3, 1.01, dtype=np.float32)  # the saved thresholds, not 0.5, make the decision
+    clf.thresholds = np.full(3, 1.01, dtype=np.float32)  # decisions follow clf.thresholds, not a fixed 0.5
     assert clf.predict(texts[:3]) == [[], [], []]
     # A 2-layer random BERT does not learn every label reliably on every CPU (seed-dependent), so quality is
     # checked against the trivial "every label on every row" predictor rather than as a fixed accuracy.

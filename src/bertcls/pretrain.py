@@ -459,7 +459,7 @@ def finish(cfg: PretrainConfig, out: Path, model, tokenizer, state: dict, histor
                   "stopped_by": state["stopped_by"], "minutes": round(state["elapsed_s"] / 60, 2), "train_seconds": round(secs, 2), "tokens": state["train_tokens"],
                   "tokens_per_s": round(state["train_tokens"] / secs, 1),
                   "steps_per_s": round(state["global_step"] / secs, 4),
-                  "precision": state.get("precision", "no"),
+                  "precision": state["precision"],
                   "n_train_instances": n_train, "n_eval_instances": n_eval},
         "model": {"parameters": n_params, "layers": model.config.num_hidden_layers,
                   "hidden": model.config.hidden_size, "heads": model.config.num_attention_heads,

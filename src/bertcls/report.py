@@ -67,7 +67,7 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
         "steps": state["global_step"], "epochs_completed": state["epoch"], "runtime_s": round(state["train_seconds"], 2),
         "samples_per_s": round(state["samples_seen"] / max(state["train_seconds"], 1e-9), 2),
         "best_step": state["best_step"], "best_" + cfg.metric: state["best"], "stopped_early": state["stopped_early"],
-        "precision": state.get("precision", "no"),
+        "precision": state["precision"],
         "n_train": len(splits.train), "n_validation": len(splits.validation),
         "label_counts": label_summary(splits.train),
     }
