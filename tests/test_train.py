@@ -146,6 +146,23 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     m = json.loads((out / "metrics.json").read_text())
     assert m["validation"]["f1_micro"] > trivial_f1 + 0.1 and "f1_samples" in m["validation"]
     assert set(m["validation"]["per_label"]) == {"film", "negative", "positive"}
+    for j, lab in enumerate(meta["labels"]):  # one 2x2 confusion matrix per label, consistent with the data
+        c = m["validation"]["per_label"][lab]
+        assert c["tp"] + c["fn"] == c["support"] == y[:, j].sum() and c["tn"] + c["fp"] + c["fn"] + c["tp"] == 80
+    assert (out / "confusion_matrix.png").stat().st_size > 0
+
+    # 'bertcls evaluate' on a multi-label model: per-label counts are those of the saved model's decisions.
+    ev = tmp_path / "ev"
+    assert main(["evaluate", str(out), "--file", str(tmp_path / "dev.jsonl"), "--output-dir", str(ev)]) == 0
+    assert {p.name for p in ev.iterdir()} == {"metrics.json", "confusion_matrix.png", "misclassified.csv"}
+    em = json.loads((ev / "metrics.json").read_text())
+    clf.thresholds = np.asarray(meta["thresholds"], dtype=np.float32)
+    decided = np.array([[lab in p for lab in meta["labels"]] for p in clf.predict(texts)])
+    for j, lab in enumerate(meta["labels"]):
+        c = em["per_label"][lab]
+        assert (c["tp"], c["fp"], c["fn"]) == (int((decided[:, j] & y[:, j]).sum()),
+                                               int((decided[:, j] & ~y[:, j]).sum()),
+                                               int((~decided[:, j] & y[:, j]).sum()))
 
 
 def test_sentence_pairs(tmp_path, tiny_bert):

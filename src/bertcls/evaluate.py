@@ -1,5 +1,5 @@
 """``bertcls evaluate MODEL_DIR --file F``: accuracy, P/R/F1 (macro, micro, weighted), per-class report,
-confusion matrix (JSON + PNG), multi-label per-label and example-based scores, and a CSV of the
+confusion matrix (JSON + PNG; for multi-label a 2x2 matrix per label), multi-label per-label and example-based scores, and a CSV of the
 misclassified rows with their probabilities."""
 
 from __future__ import annotations
@@ -98,7 +98,10 @@ def run(cfg: EvaluateConfig) -> dict:
     out = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.model_dir) / f"eval-{stem}"
     with staged_dir(out) as tmp:
         atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
-        if not clf.multi_label:
+        if clf.multi_label:
+            plots.multilabel_confusion(result["per_label"], tmp / "confusion_matrix.png",
+                                       f"{stem} ({Path(cfg.model_dir).name})")
+        else:
             atomic_write_text(tmp / "confusion_matrix.json", json.dumps(result["confusion_matrix"], indent=2))
             cm = result["confusion_matrix"]
             plots.confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], tmp / "confusion_matrix.png",

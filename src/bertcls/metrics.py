@@ -67,7 +67,13 @@ def single_label(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[
 
 def multi_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], logits: np.ndarray | None = None) -> dict:
     """Label-based (micro/macro/per label) and example-based (samples, subset accuracy, Hamming) scores."""
-    from sklearn.metrics import accuracy_score, hamming_loss, jaccard_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        hamming_loss,
+        jaccard_score,
+        multilabel_confusion_matrix,
+        precision_recall_fscore_support,
+    )
 
     out: dict = {"n": int(len(y_true)), "subset_accuracy": float(accuracy_score(y_true, y_pred)),
                  "hamming_loss": float(hamming_loss(y_true, y_pred))}
@@ -78,8 +84,11 @@ def multi_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], l
     if logits is not None:
         out["loss"] = bce(logits, y_true.astype(np.float32))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
+    # One 2x2 matrix per label ([[tn, fp], [fn, tp]]): a single matrix over label sets does not exist.
+    cms = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
     out["per_label"] = {
-        lab: {"precision": float(p[i]), "recall": float(r[i]), "f1-score": float(f[i]), "support": int(s[i])}
+        lab: {"precision": float(p[i]), "recall": float(r[i]), "f1-score": float(f[i]), "support": int(s[i]),
+              "tn": int(cms[i][0][0]), "fp": int(cms[i][0][1]), "fn": int(cms[i][1][0]), "tp": int(cms[i][1][1])}
         for i, lab in enumerate(labels)
     }
     return out

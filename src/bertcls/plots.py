@@ -97,3 +97,36 @@ def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.P
     ax.set_title(title or "confusion matrix")
     _save(fig, path)
     plt.close(fig)
+
+
+def multilabel_confusion(per_label: dict[str, dict], path: str | os.PathLike, title: str = "",
+                         max_labels: int = 48) -> None:
+    """Multi-label: one 2x2 matrix per label (true no/yes x predicted no/yes), rows normalised, counts shown.
+
+    Labels beyond ``max_labels`` (by support) are left out of the picture; metrics.json has them all.
+    """
+    plt = _plt()
+    items = sorted(per_label.items(), key=lambda kv: -kv[1]["support"])[:max_labels]
+    n = len(items)
+    cols = min(6, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows + 0.6), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (label, v) in zip(axes.flat, items):
+        m = np.array([[v["tn"], v["fp"]], [v["fn"], v["tp"]]])
+        row_sums = m.sum(axis=1, keepdims=True)
+        norm = np.divide(m, row_sums, out=np.zeros_like(m, dtype=float), where=row_sums > 0)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+        ax.set_xticks([0, 1], labels=["no", "yes"], fontsize=7)
+        ax.set_yticks([0, 1], labels=["no", "yes"], fontsize=7)
+        ax.set_title(f"{label} (F1 {v['f1-score']:.2f})", fontsize=8)
+    fig.supxlabel("predicted", fontsize=9)
+    fig.supylabel("true", fontsize=9)
+    fig.suptitle(title or "confusion matrix per label", fontsize=10)
+    _save(fig, path)
+    plt.close(fig)

@@ -89,9 +89,8 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
     title = f"{cfg.name or out.name}"
     plots.learning_curve(history, out / "learning_curve.png", cfg.metric, title)
     if multi:
-        per = shown["per_label"]
-        plots.confusion_matrix(_multilabel_matrix(per), ["positive", "negative"],
-                               out / "confusion_matrix.png", f"{shown_name}: all labels pooled")
+        plots.multilabel_confusion(shown["per_label"], out / "confusion_matrix.png",
+                                   f"{shown_name} confusion matrix per label ({cfg.name or out.name})")
     else:
         cm = shown["confusion_matrix"]
         plots.confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], out / "confusion_matrix.png",
@@ -101,17 +100,6 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     log.info("model saved to %s", out)
     return result
-
-
-def _multilabel_matrix(per_label: dict) -> np.ndarray:
-    """Pooled (micro) 2x2 confusion matrix from per-label precision/recall/support."""
-    tp = fp = fn = 0.0
-    for v in per_label.values():
-        t = v["recall"] * v["support"]
-        tp += t
-        fn += v["support"] - t
-        fp += t / v["precision"] - t if v["precision"] > 0 else 0
-    return np.round(np.array([[tp, fn], [fp, 0.0]])).astype(int)
 
 
 def _fmt(v) -> str:
