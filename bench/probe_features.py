@@ -15,7 +15,6 @@ Prints one line per model; writes JSON to --out (default bench/results/probe_<da
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -23,9 +22,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] or "" for r in rows], [r["label"] for r in rows]
+    from bertcls.data import Columns, load
+
+    data = load(path, Columns())  # the package's reader: same formats and row-level errors as 'bertcls train'
+    return data.texts, data.labels
 
 
 def features(model_dir: str, texts: list[str], max_length: int, batch_size: int = 128) -> dict:
@@ -76,9 +76,9 @@ def main() -> None:
     report = {"command": "python bench/probe_features.py --data " + args.data + " " + " ".join(args.models),
               "classifier": "sklearn LogisticRegression(max_iter=2000), frozen features, test accuracy",
               "max_length": args.max_length, "results": results}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    from bertcls.io import atomic_write_text
+
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``bertcls evaluate MODEL_DIR --file F``: accuracy, P/R/F1 (macro, micro, weighted), per-class report,
-confusion matrix (JSON + PNG; for multi-label a 2x2 matrix per label), multi-label per-label and example-based scores, and a CSV of the
-misclassified rows with their probabilities."""
+confusion matrix (JSON + PNG; for multi-label a 2x2 matrix per label), multi-label per-label and
+example-based scores, and a CSV of the misclassified rows with their probabilities."""
 
 from __future__ import annotations
 

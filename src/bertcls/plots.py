@@ -75,24 +75,30 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str
     plt.close(fig)
 
 
+def _matrix_cells(ax, m: np.ndarray, counts: bool = True):
+    """Confusion-matrix cells: colour = share of the true class (row-normalised), text = the count."""
+    row_sums = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, row_sums, out=np.zeros_like(m, dtype=float), where=row_sums > 0)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    if counts:
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    return im
+
+
 def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike, title: str = "") -> None:
     plt = _plt()
     m = np.asarray(matrix)
     n = len(labels)
     size = max(4.0, 0.6 * n + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
-    row_sums = m.sum(axis=1, keepdims=True)
-    norm = np.divide(m, row_sums, out=np.zeros_like(m, dtype=float), where=row_sums > 0)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    im = _matrix_cells(ax, m, counts=n <= 30)
     ax.set_xticks(range(n), labels=list(labels), rotation=45, ha="right")
     ax.set_yticks(range(n), labels=list(labels))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     fig.colorbar(im, ax=ax, label="fraction of true class")
     ax.set_title(title or "confusion matrix")
     _save(fig, path)
@@ -114,14 +120,7 @@ def multilabel_confusion(per_label: dict[str, dict], path: str | os.PathLike, ti
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, (label, v) in zip(axes.flat, items):
-        m = np.array([[v["tn"], v["fp"]], [v["fn"], v["tp"]]])
-        row_sums = m.sum(axis=1, keepdims=True)
-        norm = np.divide(m, row_sums, out=np.zeros_like(m, dtype=float), where=row_sums > 0)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+        _matrix_cells(ax, np.array([[v["tn"], v["fp"]], [v["fn"], v["tp"]]]))
         ax.set_xticks([0, 1], labels=["no", "yes"], fontsize=7)
         ax.set_yticks([0, 1], labels=["no", "yes"], fontsize=7)
         ax.set_title(f"{label} (F1 {v['f1-score']:.2f})", fontsize=8)

@@ -90,11 +90,11 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
     plots.learning_curve(history, out / "learning_curve.png", cfg.metric, title)
     if multi:
         plots.multilabel_confusion(shown["per_label"], out / "confusion_matrix.png",
-                                   f"{shown_name} confusion matrix per label ({cfg.name or out.name})")
+                                   f"{shown_name} confusion matrix per label ({title})")
     else:
         cm = shown["confusion_matrix"]
         plots.confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], out / "confusion_matrix.png",
-                               f"{shown_name} confusion matrix ({cfg.name or out.name})")
+                               f"{shown_name} confusion matrix ({title})")
     atomic_write_text(out / "README.md", model_card(cfg, out, result, meta))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
