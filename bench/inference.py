@@ -168,11 +168,9 @@ def ensure_exports(a: argparse.Namespace) -> dict:
 
 def cpu_features() -> list[str]:
     """The CPU flags that decide int8/bf16 speed (VNNI: fast int8 dot products; BF16/AMX: fast bf16)."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return sorted({f for f in flags.split() if "vnni" in f or "bf16" in f or f.startswith("amx") or f in ("avx2", "avx512f")})
+    from bertcls.runtime import cpu_flags
+
+    return sorted(f for f in cpu_flags() if "vnni" in f or "bf16" in f or f.startswith("amx") or f in ("avx2", "avx512f"))
 
 
 def cpu_name() -> str:
