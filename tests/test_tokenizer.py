@@ -120,3 +120,16 @@ def test_exclude_overlap_drops_paragraphs_found_in_eval_texts():
     kept, dropped = exclude_overlap(docs, ["总之，这家酒店的服务非常好，房间干净，下次还来。"])
     assert dropped == 2
     assert kept == [["别的段落完全不同的内容在这里"], ["很好"]]  # short paragraphs are never matched
+
+
+def test_table_files_are_corpora_of_their_text_column(tmp_path):
+    csv_file = tmp_path / "train.csv"
+    csv_file.write_text('text,label\n"好，很好 。",1\n太差了,0\n"",1\n', encoding="utf-8")
+    assert load_corpus(str(csv_file)) == [["好，很好 。"], ["太差了"]]  # labels ignored, one document per row
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text('{"text": "第一条", "label": "a"}\n\n{"text": "第二条"}\n', encoding="utf-8")
+    assert load_corpus(str(jsonl)) == [["第一条"], ["第二条"]]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\n好\t1\n", encoding="utf-8")
+    with pytest.raises(Exception, match=r"bad.tsv: no 'text' column \(columns are: sentence, label\); --corpus"):
+        load_corpus(str(bad))

@@ -117,10 +117,47 @@ def read_text_file(path: Path, one_doc_per_line: bool = False) -> list[Document]
     return docs
 
 
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
+    """Texts of a labelled-data file: the ``text`` column of a CSV/TSV/JSONL file, or the lines of a text file.
+
+    ``flag`` names the option in error messages: the same reader serves ``--exclude-file`` and table corpora.
+    """
+    if not path.is_file():
+        raise UserError(f"{path}: {flag} not found; give the evaluation file whose texts to keep out")
+    suffix = path.suffix.lower()
+    raw = path.read_text(encoding="utf-8-sig", errors="replace")
+    if suffix in (".csv", ".tsv"):
+        rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
+        if rows and "text" not in rows[0]:
+            raise UserError(f"{path}: no 'text' column (columns are: {', '.join(rows[0])}); "
+                            f"{flag} reads the 'text' column")
+        return [r["text"] or "" for r in rows]
+    if suffix in (".jsonl", ".ndjson"):
+        out = []
+        for i, line in enumerate(raw.splitlines(), start=1):
+            if line.strip():
+                try:
+                    out.append(str(json.loads(line).get("text", "")))
+                except (json.JSONDecodeError, AttributeError):
+                    raise UserError(f"{path}: line {i}: not a JSON object with a 'text' key; "
+                                    f"{flag} reads one object per line") from None
+        return out
+    return raw.splitlines()
+
+
 def load_corpus(spec: str, one_doc_per_line: bool = False) -> list[Document]:
-    """A built-in corpus name or a text file path -> documents. Empty corpora are user errors."""
+    """A built-in corpus name, a text file, or a CSV/TSV/JSONL file's 'text' column -> documents (one per row
+    for a table file). Empty corpora are user errors."""
     if spec in BUILTIN_CORPORA:
         docs = BUILTIN_CORPORA[spec][0]()
+    elif Path(spec).suffix.lower() in TABLE_SUFFIXES and Path(spec).expanduser().is_file():
+        # A training file of labelled data: its texts (labels ignored) are in-domain, task-adaptive
+        # pretraining text (Gururangan et al., 2020), one document per row.
+        texts = (" ".join(t.split()) for t in read_texts(Path(spec).expanduser(), "--corpus"))
+        docs = [[t] for t in texts if t]
     else:
         docs = read_text_file(Path(spec).expanduser(), one_doc_per_line)
     if not docs:
@@ -152,30 +189,6 @@ def iter_paragraphs(docs: list[Document]) -> Iterator[str]:
 # ---------------------------------------------------------------------------------------------------- exclusion
 _SPACE = re.compile(r"\s+")
 MIN_EXCLUDE_CHARS = 10  # shorter paragraphs ("不错！") occur everywhere; matching them would drop noise only
-
-
-def read_texts(path: Path) -> list[str]:
-    """Texts of an evaluation file: the ``text`` column of a CSV/TSV/JSONL file, or the lines of a text file."""
-    if not path.is_file():
-        raise UserError(f"{path}: --exclude-file not found; give the evaluation file whose texts to keep out")
-    suffix = path.suffix.lower()
-    raw = path.read_text(encoding="utf-8-sig", errors="replace")
-    if suffix in (".csv", ".tsv"):
-        rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
-        if rows and "text" not in rows[0]:
-            raise UserError(f"{path}: no 'text' column (columns are: {', '.join(rows[0])}); "
-                            f"--exclude-file reads the 'text' column")
-        return [r["text"] or "" for r in rows]
-    if suffix in (".jsonl", ".ndjson"):
-        out = []
-        for i, line in enumerate(raw.splitlines(), start=1):
-            if line.strip():
-                try:
-                    out.append(str(json.loads(line).get("text", "")))
-                except (json.JSONDecodeError, AttributeError):
-                    raise UserError(f"{path}: line {i}: not a JSON object with a 'text' key") from None
-        return out
-    return raw.splitlines()
 
 
 def exclude_overlap(docs: list[Document], texts: list[str]) -> tuple[list[Document], int]:

@@ -39,7 +39,7 @@ RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_co
 @dataclass
 class PretrainConfig(OptimArgs):
     corpus: list[str] = field(default_factory=list)
-    """Text files (UTF-8; blank lines separate documents) and/or built-in corpora: peoples-daily, zh-reviews-text."""
+    """Text files (UTF-8; blank lines separate documents), CSV/TSV/JSONL files (their 'text' column, a document per row) and/or built-in corpora: peoples-daily, zh-reviews-text."""
     tokenizer: str | None = None
     """Tokenizer directory (from 'bertcls tokenizer train') for a model trained from scratch."""
     model: str | None = None

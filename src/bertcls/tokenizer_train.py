@@ -31,7 +31,7 @@ LANG_DEFAULTS = {"en": (30522, 1000), "zh": (21128, None), "multi": (50000, 1000
 @dataclass
 class TokenizerConfig:
     corpus: list[str] = field(default_factory=list)
-    """Text files (UTF-8) and/or built-in corpora (peoples-daily, zh-reviews-text) to learn the vocabulary from."""
+    """Text files (UTF-8), CSV/TSV/JSONL files (their 'text' column) and/or built-in corpora (peoples-daily, zh-reviews-text) to learn the vocabulary from."""
     output_dir: str | None = None
     """Directory for the tokenizer files (tokenizer.json, tokenizer_config.json, vocab.txt)."""
     lang: Literal["zh", "en", "multi"] = "en"
