@@ -213,3 +213,21 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
     assert code == 2 and len(lines) == 1 and expect in lines[0], err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_dropout_option_applies_to_the_run_but_not_the_saved_config(corpus, tokenizer_dir, tmp_path):
+    from transformers import BertConfig, BertForPreTraining
+
+    from bertcls.pretrain import set_dropout
+
+    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                          intermediate_size=64)).train()
+    ids = torch.randint(5, 50, (2, 8))
+    assert not torch.equal(model(input_ids=ids).prediction_logits, model(input_ids=ids).prediction_logits)
+    set_dropout(model, 0.0)
+    torch.testing.assert_close(model(input_ids=ids).prediction_logits, model(input_ids=ids).prediction_logits)
+    out = tmp_path / "d0"
+    assert main(pretrain_args(corpus, tokenizer_dir, out, "--max-steps", "2", "--dropout", "0")) == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == 0.1 and saved["attention_probs_dropout_prob"] == 0.1
+    assert "dropout: 0.0" in (out / "run_config.yaml").read_text()
