@@ -79,7 +79,7 @@ class PretrainConfig(OptimArgs):
     epochs: int | None = None
     """Passes over the instances, with new masks each pass (default 1 unless --max-steps/--max-minutes is given)."""
     dropout: float = 0.1
-    """Dropout while pretraining (BERT: 0.1). 0 learns faster on short budgets (Geiping & Goldstein, 2022, "Cramming"); the saved config keeps 0.1 for fine-tuning."""
+    """Dropout while pretraining (BERT: 0.1). 0 learns faster on short budgets (Geiping & Goldstein, 2022, "Cramming"); the saved config.json keeps the model's own rates (0.1 from scratch) for fine-tuning."""
     eval_batch_size: int = 64
     """Instances per batch at evaluation."""
     eval_instances: int = 1000
