@@ -133,3 +133,7 @@ def test_table_files_are_corpora_of_their_text_column(tmp_path):
     bad.write_text("sentence\tlabel\n好\t1\n", encoding="utf-8")
     with pytest.raises(Exception, match=r"bad.tsv: no 'text' column \(columns are: sentence, label\); --corpus"):
         load_corpus(str(bad))
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("text,label\n好,1\n".encode() + "差".encode("gbk") + b",0\n")
+    with pytest.raises(Exception, match=r"gbk.csv: line 3: not UTF-8 .*iconv"):
+        load_corpus(str(gbk))

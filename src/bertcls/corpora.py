@@ -86,19 +86,24 @@ BUILTIN_CORPORA = {
 }
 
 
+def read_utf8(path: Path) -> str:
+    """The file's text; a byte that is not UTF-8 is a user error naming its line and the fix."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise UserError(f"{path}: line {line}: not UTF-8 (byte {data[e.start]:#x}); "
+                        f"convert it, e.g. iconv -f gbk -t utf-8 {path.name}") from None
+
+
 def read_text_file(path: Path, one_doc_per_line: bool = False) -> list[Document]:
     """Plain UTF-8 text: blank lines separate documents (or every line is one with ``one_doc_per_line``)."""
     if not path.is_file():
         hint = f"built-in corpora are: {', '.join(BUILTIN_CORPORA)}"
         what = "is a directory; give the text files in it" if path.is_dir() else "corpus file not found"
         raise UserError(f"{path}: {what}; give a UTF-8 text file or a built-in corpus ({hint})")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: not UTF-8 (byte {data[e.start]:#x}); "
-                        f"convert it, e.g. iconv -f gbk -t utf-8 {path.name}") from None
+    text = read_utf8(path)
     docs: list[Document] = []
     current: Document = []
     for line in text.splitlines():
@@ -128,7 +133,7 @@ def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: {flag} not found; give the evaluation file whose texts to keep out")
     suffix = path.suffix.lower()
-    raw = path.read_text(encoding="utf-8-sig", errors="replace")
+    raw = read_utf8(path)
     if suffix in (".csv", ".tsv"):
         rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
         if rows and "text" not in rows[0]:
