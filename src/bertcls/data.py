@@ -109,8 +109,12 @@ def iter_records(path: str | Path, encoding: str = "utf-8", fmt: str | None = No
     fmt = fmt or detect_format(path)
     if fmt == "parquet":
         return _iter_parquet(path)
-    fh = _open_binary(path)
-    lines = _decoded_lines(fh, path, encoding)
+    return records_from_lines(path, fmt, _decoded_lines(_open_binary(path), path, encoding))
+
+
+def records_from_lines(path: Path, fmt: str, lines: Iterator[str]
+                       ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    """``iter_records`` on lines already decoded (with their line ends), for callers that decode themselves."""
     if fmt in ("csv", "tsv"):
         return _iter_csv(path, lines, "," if fmt == "csv" else "\t")
     if fmt == "jsonl":
