@@ -96,6 +96,25 @@ def test_instances_are_seeded():
     assert instances(100, seed=4).fingerprint() != a.fingerprint()
 
 
+def test_dupe_factor_recuts_with_new_nsp_partners_and_keeps_held_out_text_unseen():
+    docs = synthetic_docs(300, seed=5)
+    one_train, one_held = pd.build_instances(docs, 64, 0.1, 7, CLS, SEP, eval_instances=30)
+    train, held = pd.build_instances(docs, 64, 0.1, 7, CLS, SEP, eval_instances=30, dupe_factor=4)
+    # One copy is exactly the plain instances split as before; the first of four copies is the same.
+    plain = pd.create_instances(docs, 64, 0.1, 7, CLS, SEP)
+    tr_idx, ev_idx = pd.split_eval(len(plain), 30, 7)
+    assert one_train.fingerprint() == plain.subset(tr_idx).fingerprint()
+    assert held.fingerprint() == one_held.fingerprint() == plain.subset(ev_idx).fingerprint()
+    assert 2.5 * len(one_train) < len(train) < 4 * len(one_train)
+    assert abs(train.next_sentence_label.mean() - 0.5) < 0.03
+    extra = train.subset(range(len(one_train), len(train)))
+    assert not np.isin(extra.docs, held.docs).any()  # no held-out document's text in the added copies
+    pairs = lambda inst: {tuple(d) for d, lab in zip(inst.docs, inst.next_sentence_label) if lab == 1}  # noqa: E731
+    assert len(pairs(extra) - pairs(one_train)) > 0.9 * len(pairs(extra))  # fresh NSP partners
+    for ids, la in zip(extra.input_ids, extra.len_a):
+        assert len(ids) <= 64 and ids[0] == CLS and ids[la + 1] == SEP and ids[-1] == SEP
+
+
 # ---------------------------------------------------------------------------------------------------- masking
 def test_masking_rates_80_10_10_and_specials_untouched():
     inst = instances(800, 128)

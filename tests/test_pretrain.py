@@ -182,7 +182,7 @@ def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing_corpus", "empty_corpus", "missing_tokenizer", "not_a_tokenizer",
-                                  "both_sources", "size_with_model"])
+                                  "both_sources", "size_with_model", "dupe_factor_0"])
 def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_bert, tmp_path, capsys):
     out = tmp_path / "run"
     args = pretrain_args(corpus, tokenizer_dir, out, "--max-steps", "2")
@@ -203,6 +203,9 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
     elif case == "both_sources":
         args += ["--model", str(tiny_bert)]
         expect = "not both"
+    elif case == "dupe_factor_0":
+        args += ["--dupe-factor", "0"]
+        expect = "--dupe-factor=0 is invalid: must be >= 1"
     else:
         args = ["pretrain", "--corpus", str(corpus), "--model", str(tiny_bert), "--preset", "mini",
                 "--output-dir", str(out)]

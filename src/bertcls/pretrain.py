@@ -80,6 +80,8 @@ class PretrainConfig(OptimArgs):
     """Passes over the instances, with new masks each pass (default 1 unless --max-steps/--max-minutes is given)."""
     dropout: float = 0.1
     """Dropout while pretraining (BERT: 0.1). 0 learns faster on short budgets (Geiping & Goldstein, 2022, "Cramming"); the saved config.json keeps the model's own rates (0.1 from scratch) for fine-tuning."""
+    dupe_factor: int = 1
+    """Build the training instances this many times with different cuts and NSP partners (BERT's create_pretraining_data.py --dupe_factor, 10 there): many epochs over one fixed set memorise NSP."""
     eval_batch_size: int = 64
     """Instances per batch at evaluation."""
     eval_instances: int = 1000
@@ -123,6 +125,7 @@ class PretrainConfig(OptimArgs):
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             self.epochs = 1
         require(0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
+        require(self.dupe_factor >= 1, "dupe_factor", self.dupe_factor, "must be >= 1 (BERT used 10)")
         require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
         require(self.eval_instances >= 0, "eval_instances", self.eval_instances, "must be >= 0")
         require(self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1")
@@ -191,20 +194,20 @@ def prepare_data(cfg: PretrainConfig, tokenizer):
         log.info("--exclude-file: dropped %d paragraphs that occur in %d excluded texts", dropped, len(texts))
     t0 = time.perf_counter()
     tok_docs = pd.tokenize_documents(tokenizer, docs, cfg.whole_word_masking, progress=progress)
-    instances = pd.create_instances(tok_docs, cfg.max_seq_length, cfg.short_seq_prob, cfg.seed,
-                                    tokenizer.cls_token_id, tokenizer.sep_token_id)
-    n_tokens = sum(len(x) for x in instances.input_ids)
-    log.info("corpus: %d documents -> %d instances, %d tokens (%.1fs); NSP random-next share %.3f",
-             len(tok_docs), len(instances), n_tokens, time.perf_counter() - t0,
-             float(instances.next_sentence_label.mean()) if len(instances) else 0.0)
+    train, held = pd.build_instances(tok_docs, cfg.max_seq_length, cfg.short_seq_prob, cfg.seed,
+                                     tokenizer.cls_token_id, tokenizer.sep_token_id, cfg.eval_instances,
+                                     cfg.dupe_factor)
+    n_tokens = sum(len(x) for x in train.input_ids) + sum(len(x) for x in held.input_ids)
+    log.info("corpus: %d documents -> %d instances (dupe factor %d), %d tokens (%.1fs); NSP random-next "
+             "share %.3f", len(tok_docs), len(train) + len(held), cfg.dupe_factor, n_tokens,
+             time.perf_counter() - t0, float(train.next_sentence_label.mean()) if len(train) else 0.0)
     if len(tok_docs) == 1:
         log.warning("the corpus is a single document, so NSP's random segments come from the same text; "
                     "separate documents with blank lines or pass --one-doc-per-line")
-    train_idx, eval_idx = pd.split_eval(len(instances), cfg.eval_instances, cfg.seed)
-    if len(train_idx) < 1:
+    if len(train) < 1:
         raise UserError(f"{', '.join(cfg.corpus)}: too little text for a single training instance; "
                         f"give a larger corpus")
-    return instances.subset(train_idx), instances.subset(eval_idx)
+    return train, held
 
 
 def set_dropout(model, p: float) -> None:

@@ -143,6 +143,8 @@ class Instances:
     len_a: np.ndarray
     next_sentence_label: np.ndarray
     word_starts: list[np.ndarray] | None = None
+    docs: np.ndarray | None = None
+    """(n, 2): the documents segments A and B were cut from (B's differs when NSP drew a random one)."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -150,7 +152,15 @@ class Instances:
     def subset(self, idx) -> Instances:
         idx = list(idx)
         return Instances([self.input_ids[i] for i in idx], self.len_a[idx], self.next_sentence_label[idx],
-                         [self.word_starts[i] for i in idx] if self.word_starts is not None else None)
+                         [self.word_starts[i] for i in idx] if self.word_starts is not None else None,
+                         self.docs[idx] if self.docs is not None else None)
+
+    @staticmethod
+    def concat(parts: list[Instances]) -> Instances:
+        ws = [w for p in parts for w in p.word_starts] if all(p.word_starts is not None for p in parts) else None
+        docs = np.concatenate([p.docs for p in parts]) if all(p.docs is not None for p in parts) else None
+        return Instances([x for p in parts for x in p.input_ids], np.concatenate([p.len_a for p in parts]),
+                         np.concatenate([p.next_sentence_label for p in parts]), ws, docs)
 
     def lengths(self) -> list[int]:
         return [len(x) for x in self.input_ids]
@@ -212,6 +222,7 @@ def create_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_
     ws_out: list[np.ndarray] | None = [] if docs and docs[0][0][1] is not None else None
     len_a: list[int] = []
     labels: list[int] = []
+    sources: list[tuple[int, int]] = []
     for d, doc in enumerate(docs):
         target = max_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_tokens)
         chunk: list[Sentence] = []
@@ -263,10 +274,36 @@ def create_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_
                     ids_out.append(seq)
                     len_a.append(a1 - a0)
                     labels.append(int(random_next))
+                    sources.append((d, other if random_next else d))
                 chunk, length = [], 0
                 target = max_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_tokens)
             i += 1
-    return Instances(ids_out, np.asarray(len_a, dtype=np.int32), np.asarray(labels, dtype=np.int64), ws_out)
+    return Instances(ids_out, np.asarray(len_a, dtype=np.int32), np.asarray(labels, dtype=np.int64), ws_out,
+                     np.asarray(sources, dtype=np.int64).reshape(-1, 2))
+
+
+def build_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_prob: float, seed: int,
+                    cls_id: int, sep_id: int, eval_instances: int, dupe_factor: int = 1) -> tuple[Instances, Instances]:
+    """(train, held-out) instances, the training ones built ``dupe_factor`` times with different seeds.
+
+    Google's create_pretraining_data.py does the same (``--dupe_factor``, 10 there): each copy cuts the
+    documents at other points and draws other NSP partners. Without it, many epochs over a small corpus
+    replay the same segment pairs until NSP is memorised (training NSP loss near 0 while the held-out
+    NSP loss rises). The first copy is split exactly as with one copy; the other copies drop every
+    instance with text from a document a held-out instance came from, so held-out text is never trained on.
+    """
+    first = create_instances(docs, max_seq_length, short_seq_prob, seed, cls_id, sep_id)
+    train_idx, eval_idx = split_eval(len(first), eval_instances, seed)
+    train, held = first.subset(train_idx), first.subset(eval_idx)
+    if dupe_factor > 1:
+        held_docs = np.unique(held.docs)
+        parts = [train]
+        for k in range(1, dupe_factor):
+            copy_seed = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+            inst = create_instances(docs, max_seq_length, short_seq_prob, copy_seed, cls_id, sep_id)
+            parts.append(inst.subset(np.flatnonzero(~np.isin(inst.docs, held_docs).any(axis=1))))
+        train = Instances.concat(parts)
+    return train, held
 
 
 # ---------------------------------------------------------------------------------------------------- masking
