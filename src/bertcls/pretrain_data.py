@@ -289,8 +289,9 @@ def build_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_p
     Google's create_pretraining_data.py does the same (``--dupe_factor``, 10 there): each copy cuts the
     documents at other points and draws other NSP partners. Without it, many epochs over a small corpus
     replay the same segment pairs until NSP is memorised (training NSP loss near 0 while the held-out
-    NSP loss rises). The first copy is split exactly as with one copy; the other copies drop every
-    instance with text from a document a held-out instance came from, so held-out text is never trained on.
+    NSP loss rises). The first copy is split exactly as with one copy (held-out instances are segments of
+    their own); the other copies drop every instance with text from a document that a held-out instance came
+    from, so they re-cut no held-out text into training instances.
     """
     first = create_instances(docs, max_seq_length, short_seq_prob, seed, cls_id, sep_id)
     train_idx, eval_idx = split_eval(len(first), eval_instances, seed)
