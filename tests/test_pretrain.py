@@ -182,7 +182,8 @@ def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing_corpus", "empty_corpus", "missing_tokenizer", "not_a_tokenizer",
-                                  "both_sources", "size_with_model", "dupe_factor_0"])
+                                  "both_sources", "size_with_model", "dupe_factor_0",
+                                  "missing_exclude_file"])
 def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_bert, tmp_path, capsys):
     out = tmp_path / "run"
     args = pretrain_args(corpus, tokenizer_dir, out, "--max-steps", "2")
@@ -203,6 +204,9 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
     elif case == "both_sources":
         args += ["--model", str(tiny_bert)]
         expect = "not both"
+    elif case == "missing_exclude_file":
+        args += ["--exclude-file", str(tmp_path / "dev.csv")]
+        expect = "dev.csv: --exclude-file not found; give the evaluation file whose texts to keep out"
     elif case == "dupe_factor_0":
         args += ["--dupe-factor", "0"]
         expect = "--dupe-factor=0 is invalid: must be >= 1"

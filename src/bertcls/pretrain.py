@@ -257,7 +257,7 @@ def run(cfg: PretrainConfig) -> dict:
 
     from . import pretrain_data as pd
     from .batching import LengthGroupedBatchSampler
-    from .corpora import check_specs
+    from .corpora import check_exclude_files, check_specs
     from .models import resolve_model
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
@@ -266,9 +266,7 @@ def run(cfg: PretrainConfig) -> dict:
     out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir()
     check_output_dir(cfg, out)
     check_specs(cfg.corpus)
-    for f in cfg.exclude_file:
-        if not Path(f).expanduser().is_file():
-            raise UserError(f"{f}: --exclude-file not found; give the evaluation file whose texts to keep out")
+    check_exclude_files(cfg.exclude_file)
     model_path = resolve_model(cfg.model) if cfg.model else None
     tokenizer = load_pretrain_tokenizer(cfg, model_path)
     setup_logging(None)
