@@ -26,11 +26,33 @@ from pathlib import Path
 
 def run_ours(a) -> dict:
     out = Path(a.ours_dir) if a.ours_dir else Path(tempfile.mkdtemp(prefix="bench-ours-"))
-    cmd = [sys.executable, "-m", "bertcls", "train", "--model", a.model,
-           "--train-file", str(Path(a.data) / "train.csv"), "--test-file", str(Path(a.data) / "test.csv"),
-           "--epochs", str(a.epochs), "--batch-size", str(a.batch_size), "--learning-rate", str(a.lr),
-           "--max-length", str(a.max_length), "--seed", str(a.seed), "--precision", a.precision,
-           "--output-dir", str(out / "run"), "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bertcls",
+        "train",
+        "--model",
+        a.model,
+        "--train-file",
+        str(Path(a.data) / "train.csv"),
+        "--test-file",
+        str(Path(a.data) / "test.csv"),
+        "--epochs",
+        str(a.epochs),
+        "--batch-size",
+        str(a.batch_size),
+        "--learning-rate",
+        str(a.lr),
+        "--max-length",
+        str(a.max_length),
+        "--seed",
+        str(a.seed),
+        "--precision",
+        a.precision,
+        "--output-dir",
+        str(out / "run"),
+        "--overwrite",
+    ]
     if (Path(a.data) / "dev.csv").exists():
         cmd += ["--validation-file", str(Path(a.data) / "dev.csv")]
     if a.max_train:
@@ -39,8 +61,14 @@ def run_ours(a) -> dict:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     m = json.loads((out / "run" / "metrics.json").read_text())
-    return {"wall_s": wall, "accuracy": m["test"]["accuracy"], "f1_macro": m["test"]["f1_macro"],
-            "n_train": m["train"]["n_train"], "train_loop_s": m["train"]["runtime_s"], "dir": str(out / "run")}
+    return {
+        "wall_s": wall,
+        "accuracy": m["test"]["accuracy"],
+        "f1_macro": m["test"]["f1_macro"],
+        "n_train": m["train"]["n_train"],
+        "train_loop_s": m["train"]["runtime_s"],
+        "dir": str(out / "run"),
+    }
 
 
 def hf_reference(a) -> dict:
@@ -77,12 +105,18 @@ def hf_reference(a) -> dict:
     if a.max_train and a.max_train < len(train[0]):
         from sklearn.model_selection import train_test_split
 
-        idx, _ = train_test_split(range(len(train[0])), train_size=a.max_train, random_state=a.seed, stratify=train[1])
+        idx, _ = train_test_split(
+            range(len(train[0])), train_size=a.max_train, random_state=a.seed, stratify=train[1]
+        )
         train = ([train[0][i] for i in idx], [train[1][i] for i in idx])
     path = resolve_model(a.model)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={x: i for i, x in enumerate(labels)})
+        path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={x: i for i, x in enumerate(labels)},
+    )
 
     class DS(torch.utils.data.Dataset):
         def __init__(self, texts, ys):
@@ -93,34 +127,65 @@ def hf_reference(a) -> dict:
             return len(self.ys)
 
         def __getitem__(self, i):
-            return {"input_ids": self.enc["input_ids"][i], "attention_mask": self.enc["attention_mask"][i],
-                    "token_type_ids": self.enc["token_type_ids"][i], "labels": self.ys[i]}
+            return {
+                "input_ids": self.enc["input_ids"][i],
+                "attention_mask": self.enc["attention_mask"][i],
+                "token_type_ids": self.enc["token_type_ids"][i],
+                "labels": self.ys[i],
+            }
 
     def compute_metrics(p):
         pred = np.argmax(p.predictions, axis=1)
-        return {"accuracy": accuracy_score(p.label_ids, pred), "f1_macro": f1_score(p.label_ids, pred, average="macro")}
+        return {
+            "accuracy": accuracy_score(p.label_ids, pred),
+            "f1_macro": f1_score(p.label_ids, pred, average="macro"),
+        }
 
     ds_train = DS(*train)
     steps = -(-len(ds_train) // a.batch_size) * a.epochs
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="bench-hf-"), per_device_train_batch_size=a.batch_size,
-        per_device_eval_batch_size=128, learning_rate=a.lr, num_train_epochs=a.epochs, weight_decay=0.01,
-        warmup_steps=int(0.1 * steps), max_grad_norm=1.0, eval_strategy="epoch" if dev else "no",
-        save_strategy="no", logging_steps=10, report_to=[], seed=a.seed, use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0, disable_tqdm=True, bf16=a.precision == "bf16",
+        output_dir=tempfile.mkdtemp(prefix="bench-hf-"),
+        per_device_train_batch_size=a.batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=a.lr,
+        num_train_epochs=a.epochs,
+        weight_decay=0.01,
+        warmup_steps=int(0.1 * steps),
+        max_grad_norm=1.0,
+        eval_strategy="epoch" if dev else "no",
+        save_strategy="no",
+        logging_steps=10,
+        report_to=[],
+        seed=a.seed,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        bf16=a.precision == "bf16",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=ds_train, eval_dataset=DS(*dev) if dev else None,
-                      data_collator=DataCollatorWithPadding(tok), compute_metrics=compute_metrics)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=ds_train,
+        eval_dataset=DS(*dev) if dev else None,
+        data_collator=DataCollatorWithPadding(tok),
+        compute_metrics=compute_metrics,
+    )
     trainer.train()
     pred = trainer.predict(DS(*test))
     wall = time.perf_counter() - t0
-    return {"wall_s": wall, "accuracy": pred.metrics["test_accuracy"], "f1_macro": pred.metrics["test_f1_macro"],
-            "n_train": len(ds_train)}
+    return {
+        "wall_s": wall,
+        "accuracy": pred.metrics["test_accuracy"],
+        "f1_macro": pred.metrics["test_f1_macro"],
+        "n_train": len(ds_train),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="../shared/data/sst2", help="folder with train.csv, test.csv (dev.csv optional)")
+    p.add_argument(
+        "--data", default="../shared/data/sst2", help="folder with train.csv, test.csv (dev.csv optional)"
+    )
     p.add_argument("--model", default="minilm-l6")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
@@ -128,11 +193,17 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--max-train", type=int, default=None)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="the same numeric precision on both sides (bf16: autocast, needs a CPU with AVX512-BF16/AMX)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="the same numeric precision on both sides (bf16: autocast, needs a CPU with AVX512-BF16/AMX)",
+    )
     p.add_argument("--side", choices=["both", "ours", "hf"], default="both")
     p.add_argument("--out", default=None)
-    p.add_argument("--ours-dir", default=None, help="keep bertcls's trained model under DIR/run (default: a temp dir)")
+    p.add_argument(
+        "--ours-dir", default=None, help="keep bertcls's trained model under DIR/run (default: a temp dir)"
+    )
     a = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if a.side == "hf":
@@ -150,13 +221,20 @@ def main() -> None:
     ours = run_ours(a)
     print("bertcls:", json.dumps(ours), flush=True)
     hf_cmd = [sys.executable, __file__, "--side", "hf"] + sys.argv[1:]
-    hf = json.loads(subprocess.run(hf_cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    hf = json.loads(
+        subprocess.run(hf_cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    )
     print("hf Trainer:", json.dumps(hf), flush=True)
     n = ours["n_train"] * a.epochs
     result = {
-        "config": vars(a), "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                       "platform": platform.platform(), "torch": torch.__version__,
-                                       "cpu_bf16": cpu_has_fast_bf16()},
+        "config": vars(a),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "cpu_bf16": cpu_has_fast_bf16(),
+        },
         "bertcls": ours | {"train_samples_per_s_end_to_end": n / ours["wall_s"]},
         "hf_trainer": hf | {"train_samples_per_s_end_to_end": n / hf["wall_s"]},
         "speedup_wall": hf["wall_s"] / ours["wall_s"],
@@ -167,9 +245,13 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     print(f"\n{'':12}{'accuracy':>10}{'macro-F1':>10}{'wall s':>10}{'samples/s':>11}")
     for name, r in (("bertcls", result["bertcls"]), ("HF Trainer", result["hf_trainer"])):
-        print(f"{name:12}{r['accuracy']:10.4f}{r['f1_macro']:10.4f}{r['wall_s']:10.1f}{r['train_samples_per_s_end_to_end']:11.1f}")
-    print(f"speed-up (HF wall / bertcls wall): {result['speedup_wall']:.2f}x; "
-          f"accuracy difference: {result['accuracy_delta_points']:+.2f} points\nwritten to {out}")
+        print(
+            f"{name:12}{r['accuracy']:10.4f}{r['f1_macro']:10.4f}{r['wall_s']:10.1f}{r['train_samples_per_s_end_to_end']:11.1f}"
+        )
+    print(
+        f"speed-up (HF wall / bertcls wall): {result['speedup_wall']:.2f}x; "
+        f"accuracy difference: {result['accuracy_delta_points']:+.2f} points\nwritten to {out}"
+    )
 
 
 if __name__ == "__main__":

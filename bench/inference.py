@@ -46,8 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="batch size for every backend")
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     p.add_argument("--repeats", type=int, default=1, help="timed passes per run (median reported)")
-    p.add_argument("--int8-min-agreement", type=float, default=0.95,
-                   help="label agreement with PyTorch an int8 export created here must reach")
+    p.add_argument(
+        "--int8-min-agreement",
+        type=float,
+        default=0.95,
+        help="label agreement with PyTorch an int8 export created here must reach",
+    )
     p.add_argument("--out", help="JSON output path")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -65,7 +69,9 @@ def read_data(a: argparse.Namespace) -> tuple[list[str], list[str]]:
         reader = csv.DictReader(f)
         missing = {a.text_column, a.label_column} - set(reader.fieldnames or [])
         if missing:
-            sys.exit(f"{a.data}: missing column(s) {', '.join(sorted(missing))}; columns are {reader.fieldnames}")
+            sys.exit(
+                f"{a.data}: missing column(s) {', '.join(sorted(missing))}; columns are {reader.fieldnames}"
+            )
         for row in reader:
             if row[a.text_column].strip():
                 texts.append(row[a.text_column])
@@ -86,24 +92,31 @@ def worker(a: argparse.Namespace) -> None:
     if a.worker == "pipeline":
         from transformers import pipeline
 
-        meta = json.loads((Path(a.model_dir) / "bertcls.json").read_text()) if (
-            Path(a.model_dir) / "bertcls.json").is_file() else {}
+        meta = (
+            json.loads((Path(a.model_dir) / "bertcls.json").read_text())
+            if (Path(a.model_dir) / "bertcls.json").is_file()
+            else {}
+        )
         max_length = int(meta.get("max_length", 512))
         clf = pipeline("text-classification", model=a.model_dir, device="cpu", batch_size=a.batch_size)
 
         def predict(xs: list[str]) -> list[str]:
             # Same truncation as bertcls (the training max_length) so both read the same tokens.
-            return [r["label"] for r in clf(xs, batch_size=a.batch_size, truncation=True, max_length=max_length)]
+            return [
+                r["label"] for r in clf(xs, batch_size=a.batch_size, truncation=True, max_length=max_length)
+            ]
     else:
         from bertcls import TextClassifier
 
         backend, onnx_dir = ("torch", None) if a.worker == "torch" else ("onnx", ONNX_DIRS[a.worker][0])
-        model = TextClassifier.from_pretrained(a.model_dir, backend=backend, threads=threads, device="cpu",
-                                               onnx_dir=onnx_dir)
+        model = TextClassifier.from_pretrained(
+            a.model_dir, backend=backend, threads=threads, device="cpu", onnx_dir=onnx_dir
+        )
         model.batch_size = a.batch_size
 
         def predict(xs: list[str]) -> list[str]:
             return [str(x) for x in model.predict(xs)]
+
     load_s = time.perf_counter() - t0
     predict(texts[: min(len(texts), 2 * a.batch_size)])  # warm-up: first-call allocations, lazy init
     times, preds = [], []
@@ -113,9 +126,14 @@ def worker(a: argparse.Namespace) -> None:
         times.append(time.perf_counter() - t)
     seconds = statistics.median(times)
     result = {
-        "backend": a.worker, "threads": threads, "n": len(texts), "seconds": round(seconds, 4),
-        "texts_per_s": round(len(texts) / seconds, 2), "load_s": round(load_s, 2),
-        "accuracy": round(sum(p == y for p, y in zip(preds, labels)) / len(labels), 4), "predictions": preds,
+        "backend": a.worker,
+        "threads": threads,
+        "n": len(texts),
+        "seconds": round(seconds, 4),
+        "texts_per_s": round(len(texts) / seconds, 2),
+        "load_s": round(load_s, 2),
+        "accuracy": round(sum(p == y for p, y in zip(preds, labels)) / len(labels), 4),
+        "predictions": preds,
     }
     Path(a.worker_out).write_text(json.dumps(result), encoding="utf-8")
 
@@ -123,18 +141,44 @@ def worker(a: argparse.Namespace) -> None:
 def run_worker(a: argparse.Namespace, backend: str, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [sys.executable, __file__, "--worker", backend, "--worker-out", str(out), "--model-dir", a.model_dir,
-               "--data", a.data, "--text-column", a.text_column, "--label-column", a.label_column,
-               "--threads", str(threads), "--batch-size", str(a.batch_size), "--repeats", str(a.repeats)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            backend,
+            "--worker-out",
+            str(out),
+            "--model-dir",
+            a.model_dir,
+            "--data",
+            a.data,
+            "--text-column",
+            a.text_column,
+            "--label-column",
+            a.label_column,
+            "--threads",
+            str(threads),
+            "--batch-size",
+            str(a.batch_size),
+            "--repeats",
+            str(a.repeats),
+        ]
         if a.limit:
             cmd += ["--limit", str(a.limit)]
         thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS")}
-        env = os.environ | thread_env | {"TOKENIZERS_PARALLELISM": "true", "HF_HUB_OFFLINE": "1",
-                                         "TRANSFORMERS_OFFLINE": "1"}
+        env = (
+            os.environ
+            | thread_env
+            | {"TOKENIZERS_PARALLELISM": "true", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        )
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not out.is_file():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-            return {"backend": backend, "threads": threads, "error": " | ".join(tail) or f"exit {proc.returncode}"}
+            return {
+                "backend": backend,
+                "threads": threads,
+                "error": " | ".join(tail) or f"exit {proc.returncode}",
+            }
         return json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -146,7 +190,9 @@ def ensure_exports(a: argparse.Namespace) -> dict:
     from bertcls.onnx_backend import MODEL_FILE, read_report
 
     meta_file = Path(a.model_dir) / "bertcls.json"
-    trained_col = (json.loads(meta_file.read_text()) if meta_file.is_file() else {}).get("text_column") or "text"
+    trained_col = (json.loads(meta_file.read_text()) if meta_file.is_file() else {}).get(
+        "text_column"
+    ) or "text"
     # Real sentences from the data make the export's parity check meaningful (when the columns line up).
     sample = a.data if trained_col == a.text_column else None
     reports = {}
@@ -156,13 +202,22 @@ def ensure_exports(a: argparse.Namespace) -> dict:
         if not (path / MODEL_FILE).is_file():
             print(f"creating {path} (bertcls export --quantize {quantize}) ...", file=sys.stderr)
             try:
-                export(ExportConfig(model_dir=a.model_dir, quantize=quantize, sample_file=sample, num_samples=200,
-                                    min_agreement=a.int8_min_agreement if quantize == "int8" else None))
+                export(
+                    ExportConfig(
+                        model_dir=a.model_dir,
+                        quantize=quantize,
+                        sample_file=sample,
+                        num_samples=200,
+                        min_agreement=a.int8_min_agreement if quantize == "int8" else None,
+                    )
+                )
             except UserError as e:
                 reports[backend] = {"error": str(e)}
                 continue
         r = read_report(path)
-        reports[backend] = {k: r.get(k) for k in ("quantize", "graph", "exporter", "opset", "size_bytes", "parity")}
+        reports[backend] = {
+            k: r.get(k) for k in ("quantize", "graph", "exporter", "opset", "size_bytes", "parity")
+        }
     return reports
 
 
@@ -170,7 +225,11 @@ def cpu_features() -> list[str]:
     """The CPU flags that decide int8/bf16 speed (VNNI: fast int8 dot products; BF16/AMX: fast bf16)."""
     from bertcls.runtime import cpu_flags
 
-    return sorted(f for f in cpu_flags() if "vnni" in f or "bf16" in f or f.startswith("amx") or f in ("avx2", "avx512f"))
+    return sorted(
+        f
+        for f in cpu_flags()
+        if "vnni" in f or "bf16" in f or f.startswith("amx") or f in ("avx2", "avx512f")
+    )
 
 
 def cpu_name() -> str:
@@ -218,22 +277,41 @@ def main(argv: list[str] | None = None) -> int:
 
     name = Path(a.model_dir.rstrip("/")).name
     report = {
-        "model_dir": str(Path(a.model_dir).resolve()), "data": a.data, "n": len(texts), "batch_size": a.batch_size,
-        "repeats": a.repeats, "cpu": cpu_name(), "cpu_features": cpu_features(), "cpu_count": os.cpu_count(), "exports": exports, "runs": runs,
-        "versions": {"bertcls": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+        "model_dir": str(Path(a.model_dir).resolve()),
+        "data": a.data,
+        "n": len(texts),
+        "batch_size": a.batch_size,
+        "repeats": a.repeats,
+        "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
+        "cpu_count": os.cpu_count(),
+        "exports": exports,
+        "runs": runs,
+        "versions": {
+            "bertcls": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(),
+        },
     }
-    print(f"\n{name} on {a.data} ({len(texts)} texts, batch size {a.batch_size}, CPU: {report['cpu']}, "
-          f"{' '.join(report['cpu_features'])})")
-    print(f"{'threads':>7}  {'backend':<10} {'accuracy':>8} {'texts/s':>9} {'x pipeline':>10} {'agree torch':>11}")
+    print(
+        f"\n{name} on {a.data} ({len(texts)} texts, batch size {a.batch_size}, CPU: {report['cpu']}, "
+        f"{' '.join(report['cpu_features'])})"
+    )
+    print(
+        f"{'threads':>7}  {'backend':<10} {'accuracy':>8} {'texts/s':>9} {'x pipeline':>10} {'agree torch':>11}"
+    )
     for r in runs:
         if "error" in r:
             print(f"{r['threads']:>7}  {r['backend']:<10} failed: {r['error'][:100]}")
             continue
         agree = f"{r['agreement_vs_torch']:.2%}" if "agreement_vs_torch" in r else "-"
         ratio = f"{r['x_pipeline']:.2f}" if "x_pipeline" in r else "-"
-        print(f"{r['threads']:>7}  {r['backend']:<10} {r['accuracy']:>8.4f} {r['texts_per_s']:>9.1f} "
-              f"{ratio:>10} {agree:>11}")
+        print(
+            f"{r['threads']:>7}  {r['backend']:<10} {r['accuracy']:>8.4f} {r['texts_per_s']:>9.1f} "
+            f"{ratio:>10} {agree:>11}"
+        )
     out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"inference_{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

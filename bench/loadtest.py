@@ -48,7 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--model-dir", help="start `bertcls serve MODEL_DIR` on 127.0.0.1 for the test")
     target.add_argument("--url", help="a running service, e.g. http://127.0.0.1:8000 (loopback only)")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="backend of a started service")
+    p.add_argument(
+        "--backend", choices=["torch", "onnx"], default="torch", help="backend of a started service"
+    )
     p.add_argument("--onnx-dir", help="export for a started onnx service (e.g. onnx-int8)")
     p.add_argument("--threads", type=int, help="inference threads of a started service")
     p.add_argument("--max-batch-size", type=int, default=32, help="micro-batch size of a started service")
@@ -60,8 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--texts-per-request", type=int, default=1)
     p.add_argument("--data", help="texts to send: .txt (one per line) or .csv with a 'text' column")
     p.add_argument("--limit", type=int, default=2000, help="texts read from --data")
-    p.add_argument("--token", default=os.environ.get("BERTCLS_API_TOKEN"),
-                   help="bearer token (default: $BERTCLS_API_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("BERTCLS_API_TOKEN"),
+        help="bearer token (default: $BERTCLS_API_TOKEN)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     p.add_argument("--out", help="JSON output path")
     a = p.parse_args(argv)
@@ -74,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.url:
         host = urlsplit(a.url).hostname
         if host not in LOOPBACK:
-            p.error(f"refusing to load-test {host!r}: only loopback hosts ({', '.join(sorted(LOOPBACK))}) are allowed")
+            p.error(
+                f"refusing to load-test {host!r}: only loopback hosts ({', '.join(sorted(LOOPBACK))}) are allowed"
+            )
     return a
 
 
@@ -100,9 +107,27 @@ def free_port() -> int:
 
 def start_service(a: argparse.Namespace) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
-    cmd = [sys.executable, "-m", "bertcls", "serve", a.model_dir, "--host", "127.0.0.1", "--port", str(port),
-           "--backend", a.backend, "--max-batch-size", str(a.max_batch_size), "--max-wait-ms", str(a.max_wait_ms),
-           "--max-texts", str(max(64, a.texts_per_request)), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bertcls",
+        "serve",
+        a.model_dir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend",
+        a.backend,
+        "--max-batch-size",
+        str(a.max_batch_size),
+        "--max-wait-ms",
+        str(a.max_wait_ms),
+        "--max-texts",
+        str(max(64, a.texts_per_request)),
+        "--log-level",
+        "warning",
+    ]
     if a.onnx_dir:
         cmd += ["--onnx-dir", a.onnx_dir]
     if a.threads:
@@ -154,8 +179,9 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     state = {"measured": 0, "last_done": 0.0, "cursor": 0}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=a.timeout, headers=headers,
-                                 trust_env=False) as client:
+    async with httpx.AsyncClient(
+        base_url=url, limits=limits, timeout=a.timeout, headers=headers, trust_env=False
+    ) as client:
         start = time.perf_counter()
         window_start = start + a.warmup
         end = window_start + a.duration
@@ -198,12 +224,20 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
     batches = after["bertcls_batch_size_count"] - (before or {}).get("bertcls_batch_size_count", 0)
     batch_texts = after["bertcls_batch_size_sum"] - (before or {}).get("bertcls_batch_size_sum", 0)
     return {
-        "requests": n, "ok": ok, "errors": n - ok, "status_counts": dict(statuses),
+        "requests": n,
+        "ok": ok,
+        "errors": n - ok,
+        "status_counts": dict(statuses),
         "seconds": round(elapsed, 3),
-        "requests_per_s": round(ok / elapsed, 2), "texts_per_s": round(ok * a.texts_per_request / elapsed, 2),
-        "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 2), "p95": round(float(np.percentile(lat, 95)), 2),
-                       "p99": round(float(np.percentile(lat, 99)), 2), "mean": round(float(lat.mean()), 2),
-                       "max": round(float(lat.max()), 2)},
+        "requests_per_s": round(ok / elapsed, 2),
+        "texts_per_s": round(ok * a.texts_per_request / elapsed, 2),
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 2),
+            "p95": round(float(np.percentile(lat, 95)), 2),
+            "p99": round(float(np.percentile(lat, 99)), 2),
+            "mean": round(float(lat.mean()), 2),
+            "max": round(float(lat.max()), 2),
+        },
         "server_mean_batch_size": round(batch_texts / batches, 2) if batches else None,
     }
 
@@ -220,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
             url = a.url.rstrip("/")
         import httpx
 
-        info = httpx.get(url + "/v1/model", headers={"Authorization": f"Bearer {a.token}"} if a.token else {},
-                         timeout=10, trust_env=False)
+        info = httpx.get(
+            url + "/v1/model",
+            headers={"Authorization": f"Bearer {a.token}"} if a.token else {},
+            timeout=10,
+            trust_env=False,
+        )
         model = info.json() if info.status_code == 200 else {}
         result = asyncio.run(drive(a, url, texts))
     finally:
@@ -230,19 +268,37 @@ def main(argv: list[str] | None = None) -> int:
     name = model.get("name") or (Path(a.model_dir).name if a.model_dir else "service")
     backend = model.get("backend") or a.backend
     report = {
-        "model": name, "backend": backend, "onnx": model.get("onnx"), "url": url, "concurrency": a.concurrency,
-        "texts_per_request": a.texts_per_request, "duration_s": a.duration, "warmup_s": a.warmup,
-        "server_limits": model.get("limits"), "threads": a.threads, "cpu_count": os.cpu_count(), **result,
+        "model": name,
+        "backend": backend,
+        "onnx": model.get("onnx"),
+        "url": url,
+        "concurrency": a.concurrency,
+        "texts_per_request": a.texts_per_request,
+        "duration_s": a.duration,
+        "warmup_s": a.warmup,
+        "server_limits": model.get("limits"),
+        "threads": a.threads,
+        "cpu_count": os.cpu_count(),
+        **result,
     }
     lat = result["latency_ms"]
-    print(f"{name} [{backend}] concurrency {a.concurrency}, {a.texts_per_request} text(s)/request, "
-          f"{result['seconds']:.1f} s measured")
-    print(f"  {result['requests_per_s']:.1f} requests/s, {result['texts_per_s']:.1f} texts/s, "
-          f"{result['errors']} errors of {result['requests']}")
-    print(f"  latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  max {lat['max']:.1f}")
+    print(
+        f"{name} [{backend}] concurrency {a.concurrency}, {a.texts_per_request} text(s)/request, "
+        f"{result['seconds']:.1f} s measured"
+    )
+    print(
+        f"  {result['requests_per_s']:.1f} requests/s, {result['texts_per_s']:.1f} texts/s, "
+        f"{result['errors']} errors of {result['requests']}"
+    )
+    print(
+        f"  latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  max {lat['max']:.1f}"
+    )
     print(f"  server mean micro-batch size: {result['server_mean_batch_size']}")
-    out = Path(a.out) if a.out else (Path(__file__).parent / "results" /
-                                     f"loadtest_{name}_{backend}_c{a.concurrency}.json")
+    out = (
+        Path(a.out)
+        if a.out
+        else (Path(__file__).parent / "results" / f"loadtest_{name}_{backend}_c{a.concurrency}.json")
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"  wrote {out}")

@@ -38,8 +38,13 @@ def features(model_dir: str, texts: list[str], max_length: int, batch_size: int 
     out: dict[str, list] = {"mean_hidden": [], "pooled_cls": [], "mean_embedding": []}
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            b = tok(texts[i:i + batch_size], truncation=True, max_length=max_length, padding=True,
-                    return_tensors="pt")
+            b = tok(
+                texts[i : i + batch_size],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             o = model(**b)
             mask = b["attention_mask"].unsqueeze(-1).float()
             emb = model.embeddings.word_embeddings(b["input_ids"])
@@ -69,13 +74,18 @@ def main() -> None:
     for m in args.models:
         f_train = features(m, x_train, args.max_length)
         f_test = features(m, x_test, args.max_length)
-        results[m] = {k: round(LogisticRegression(max_iter=2000).fit(f_train[k], y_train).score(f_test[k], y_test), 4)
-                      for k in f_train}
+        results[m] = {
+            k: round(LogisticRegression(max_iter=2000).fit(f_train[k], y_train).score(f_test[k], y_test), 4)
+            for k in f_train
+        }
         print(m, json.dumps(results[m]), flush=True)
     out = Path(args.out or HERE / "results" / f"probe_{data.name}.json")
-    report = {"command": "python bench/probe_features.py --data " + args.data + " " + " ".join(args.models),
-              "classifier": "sklearn LogisticRegression(max_iter=2000), frozen features, test accuracy",
-              "max_length": args.max_length, "results": results}
+    report = {
+        "command": "python bench/probe_features.py --data " + args.data + " " + " ".join(args.models),
+        "classifier": "sklearn LogisticRegression(max_iter=2000), frozen features, test accuracy",
+        "max_length": args.max_length,
+        "results": results,
+    }
     from bertcls.io import atomic_write_text
 
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")

@@ -62,8 +62,9 @@ def main() -> None:
     t0 = time.perf_counter()
     fit_x, fit_y = train
     if dev is None:  # tune on a seeded split of train, refit on all of it afterwards
-        fit_x, dev_x, fit_y, dev_y = train_test_split(train[0], train[1], test_size=0.1, random_state=a.seed,
-                                                      stratify=train[1])
+        fit_x, dev_x, fit_y, dev_y = train_test_split(
+            train[0], train[1], test_size=0.1, random_state=a.seed, stratify=train[1]
+        )
         dev = (dev_x, dev_y)
     vec = vectorizer(analyzer).fit(fit_x)  # fitted once: only C varies in the search
     x_fit, x_dev = vec.transform(fit_x), vec.transform(dev[0])
@@ -76,17 +77,24 @@ def main() -> None:
     model.fit(train[0], train[1])
     pred = model.predict(test[0])
     result = {
-        "data": str(data), "analyzer": analyzer, "C": best_c, "dev_f1_macro_by_C": scores,
-        "n_train": len(train[0]), "n_test": len(test[0]),
-        "test_accuracy": accuracy_score(test[1], pred), "test_f1_macro": f1_score(test[1], pred, average="macro"),
+        "data": str(data),
+        "analyzer": analyzer,
+        "C": best_c,
+        "dev_f1_macro_by_C": scores,
+        "n_train": len(train[0]),
+        "n_test": len(test[0]),
+        "test_accuracy": accuracy_score(test[1], pred),
+        "test_f1_macro": f1_score(test[1], pred, average="macro"),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     out = Path(a.out or HERE / "results" / f"tfidf_{data.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"TF-IDF ({analyzer} n-grams) + logistic regression, C={best_c}: "
-          f"test accuracy {result['test_accuracy']:.4f}, macro-F1 {result['test_f1_macro']:.4f} "
-          f"(n={result['n_test']}, {result['seconds']} s)\nwritten to {out}")
+    print(
+        f"TF-IDF ({analyzer} n-grams) + logistic regression, C={best_c}: "
+        f"test accuracy {result['test_accuracy']:.4f}, macro-F1 {result['test_f1_macro']:.4f} "
+        f"(n={result['n_test']}, {result['seconds']} s)\nwritten to {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,22 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 POS = ["good", "great", "fine", "lovely", "superb", "happy", "wonderful", "nice"]
 NEG = ["bad", "awful", "poor", "terrible", "sad", "boring", "ugly", "dull"]
-FILLER = ["the", "movie", "film", "was", "a", "plot", "very", "really", "story", "and", "acting", "it", "is", "so"]
+FILLER = [
+    "the",
+    "movie",
+    "film",
+    "was",
+    "a",
+    "plot",
+    "very",
+    "really",
+    "story",
+    "and",
+    "acting",
+    "it",
+    "is",
+    "so",
+]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -30,8 +45,14 @@ def make_tiny_bert(path: Path, words: list[str] | None = None, seed: int = 0) ->
     tokens = vocab.read_text().split()
     tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     BertModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -63,7 +84,29 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def train_args(model: Path, files: dict[str, Path], out: Path, *extra: str) -> list[str]:
-    return ["train", "--model", str(model), "--train-file", str(files["train"]),
-            "--validation-file", str(files["dev"]), "--test-file", str(files["test"]),
-            "--output-dir", str(out), "--epochs", "4", "--batch-size", "16", "--learning-rate", "3e-3",
-            "--max-length", "32", "--warmup-ratio", "0", "--logging-steps", "2", *extra]
+    return [
+        "train",
+        "--model",
+        str(model),
+        "--train-file",
+        str(files["train"]),
+        "--validation-file",
+        str(files["dev"]),
+        "--test-file",
+        str(files["test"]),
+        "--output-dir",
+        str(out),
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "3e-3",
+        "--max-length",
+        "32",
+        "--warmup-ratio",
+        "0",
+        "--logging-steps",
+        "2",
+        *extra,
+    ]

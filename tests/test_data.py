@@ -43,13 +43,22 @@ def test_missing_file(tmp_path):
 
 def test_unknown_column_lists_columns(tmp_path):
     write_csv(tmp_path / "a.csv", [{"sentence": "x", "label": "1"}])
-    with pytest.raises(UserError, match=r"no column 'text' \(columns are: sentence, label\); pass --text-column"):
+    with pytest.raises(
+        UserError, match=r"no column 'text' \(columns are: sentence, label\); pass --text-column"
+    ):
         load(tmp_path / "a.csv", COLS)
 
 
 def test_empty_text_names_lines_and_skip_empty(tmp_path):
-    write_csv(tmp_path / "a.csv", [{"text": "ok", "label": "1"}, {"text": "  ", "label": "0"},
-                                   {"text": "fine", "label": "0"}, {"text": "", "label": "1"}])
+    write_csv(
+        tmp_path / "a.csv",
+        [
+            {"text": "ok", "label": "1"},
+            {"text": "  ", "label": "0"},
+            {"text": "fine", "label": "0"},
+            {"text": "", "label": "1"},
+        ],
+    )
     with pytest.raises(UserError, match=r"2 row\(s\) with empty text at line 3, 5; .*--skip-empty"):
         load(tmp_path / "a.csv", COLS)
     assert load(tmp_path / "a.csv", COLS, skip_empty=True).texts == ["ok", "fine"]

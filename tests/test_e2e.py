@@ -39,9 +39,28 @@ def test_minilm_on_sst2_slice_beats_chance_and_matches_pipeline(tmp_path):
         w.writeheader()
         w.writerows(rows)
     out = tmp_path / "sst2"
-    assert main(["train", "--model", "minilm-l6", "--train-file", str(SST2 / "train.csv"),
-                 "--test-file", str(test), "--max-train-samples", "1200", "--epochs", "1", "--max-length", "64",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                "minilm-l6",
+                "--train-file",
+                str(SST2 / "train.csv"),
+                "--test-file",
+                str(test),
+                "--max-train-samples",
+                "1200",
+                "--epochs",
+                "1",
+                "--max-length",
+                "64",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert m["test"]["accuracy"] >= 0.75, m["test"]  # chance is 0.5
     cfg = json.loads((out / "config.json").read_text())
@@ -52,6 +71,10 @@ def test_minilm_on_sst2_slice_beats_chance_and_matches_pipeline(tmp_path):
     pred = tmp_path / "pred.csv"
     assert main(["predict", str(out), "--file", str(test), "--output", str(pred)]) == 0
     ours = [r["label"] for r in csv.DictReader(open(pred, encoding="utf-8"))]
-    hf = [r["label"] for r in pipeline("text-classification", model=str(out), device="cpu")(
-        [r["text"] for r in rows], batch_size=32)]
+    hf = [
+        r["label"]
+        for r in pipeline("text-classification", model=str(out), device="cpu")(
+            [r["text"] for r in rows], batch_size=32
+        )
+    ]
     assert ours == hf

@@ -20,8 +20,12 @@ def test_evaluate_writes_report_and_reports_unseen_labels(trained_tiny, tmp_path
     assert main(["evaluate", str(trained_tiny), "--file", str(f), "--output-dir", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["unseen_labels"] == {"neutral": 3}
-    assert {p.name for p in out.iterdir()} == {"metrics.json", "confusion_matrix.json", "confusion_matrix.png",
-                                               "misclassified.csv"}
+    assert {p.name for p in out.iterdir()} == {
+        "metrics.json",
+        "confusion_matrix.json",
+        "confusion_matrix.png",
+        "misclassified.csv",
+    }
     m = json.loads((out / "metrics.json").read_text())
     assert m["per_class"]["neutral"]["recall"] == 0.0 and m["per_class"]["neutral"]["support"] == 3
     for k in ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_weighted"):
@@ -44,15 +48,35 @@ def test_predict_streams_in_input_order_csv_and_jsonl(trained_tiny, tmp_path):
     rows = [{"id": str(i), **r} for i, r in enumerate(sentiment_rows(50, seed=11))]
     f = write_csv(tmp_path / "in.csv", rows)
     out_csv, out_jsonl = tmp_path / "p.csv", tmp_path / "p.jsonl"
-    assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out_csv), "--chunk-size", "7",
-                 "--batch-size", "4", "--top-k", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(trained_tiny),
+                "--file",
+                str(f),
+                "--output",
+                str(out_csv),
+                "--chunk-size",
+                "7",
+                "--batch-size",
+                "4",
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
     got = list(csv.DictReader(open(out_csv, encoding="utf-8")))
     assert [g["id"] for g in got] == [r["id"] for r in rows]
     assert {"label", "score", "label_2", "score_2"} <= set(got[0])
     assert sum(g["label"] == r["label"] for g, r in zip(got, rows)) >= 45
     assert all(abs(float(g["score"]) + float(g["score_2"]) - 1) < 1e-4 for g in got)
     src = write_jsonl(tmp_path / "in.jsonl", rows)
-    assert main(["predict", str(trained_tiny), "--file", str(src), "--output", str(out_jsonl), "--top-k", "0"]) == 0
+    assert (
+        main(["predict", str(trained_tiny), "--file", str(src), "--output", str(out_jsonl), "--top-k", "0"])
+        == 0
+    )
     recs = [json.loads(x) for x in out_jsonl.read_text().splitlines()]
     assert [r["label"] for r in recs] == [g["label"] for g in got]
     assert len(recs[0]["top_k"]) == 2
@@ -70,7 +94,9 @@ def test_predict_error_leaves_no_partial_output(trained_tiny, tmp_path, capsys):
     rows = sentiment_rows(20) + [{"text": " ", "label": "x"}]
     f = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "p.csv"
-    assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--chunk-size", "5"]) == 2
+    assert (
+        main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--chunk-size", "5"]) == 2
+    )
     assert "line 22: empty text" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".p.csv*"))
     assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--skip-empty"]) == 0

@@ -14,8 +14,13 @@ import pytest
 from bertcls.cli import main
 from bertcls.errors import UserError
 
-TEXTS = ["the film was great great", "the plot was awful awful", "boring", "nice nice lovely story",
-         " ".join(["the movie was really very good and the acting is so fine"] * 6)]
+TEXTS = [
+    "the film was great great",
+    "the plot was awful awful",
+    "boring",
+    "nice nice lovely story",
+    " ".join(["the movie was really very good and the acting is so fine"] * 6),
+]
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +118,23 @@ def test_predict_cli_onnx_equals_torch(fp32_export, model_copy, tmp_path):
     outs = {}
     for backend in ("torch", "onnx"):
         out = tmp_path / f"{backend}.csv"
-        assert main(["predict", str(model_copy), "--file", str(src), "--backend", backend, "--threads", "1",
-                     "--output", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(model_copy),
+                    "--file",
+                    str(src),
+                    "--backend",
+                    backend,
+                    "--threads",
+                    "1",
+                    "--output",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         with open(out, newline="") as f:
             outs[backend] = [r["label"] for r in csv.DictReader(f)]
     assert outs["onnx"] == outs["torch"] and len(outs["torch"]) == len(TEXTS)
@@ -124,8 +144,20 @@ def test_sample_file_and_report_numbers(model_copy, tmp_path, capsys):
     sample = tmp_path / "samples.txt"
     sample.write_text("\n".join(TEXTS * 4) + "\n")
     out = tmp_path / "from-file"
-    assert main(["export", str(model_copy), "--output-dir", str(out), "--sample-file", str(sample),
-                 "--no-optimize"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(model_copy),
+                "--output-dir",
+                str(out),
+                "--sample-file",
+                str(sample),
+                "--no-optimize",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "parity vs PyTorch on 20 texts" in printed and "max |logit diff|" in printed
     report = json.loads((out / "export_report.json").read_text())
@@ -159,8 +191,14 @@ def test_vocab_texts_vary_in_length():
 
     from bertcls.export import vocab_texts
 
-    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-                                                                 "good", "bad", "film", "##s"])})
+    tok = BertTokenizerFast(
+        vocab={
+            w: i
+            for i, w in enumerate(
+                ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "film", "##s"]
+            )
+        }
+    )
     texts = vocab_texts(tok, 30, 40, seed=3)
     lengths = sorted(len(t.split()) for t in texts)
     assert len(texts) == 30 and lengths[0] == 1 and lengths[-1] > 40  # past max_length: truncation checked

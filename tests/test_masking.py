@@ -14,8 +14,9 @@ SPECIAL = (0, 1, 2, 3, 4)
 SPEC = pd.MaskSpec(mask_id=MASK, special_ids=SPECIAL, vocab_size=1000)
 
 
-def synthetic_docs(n_docs: int, seed: int = 0, word_starts: bool = False,
-                   max_sents: int = 12) -> list[list[pd.Sentence]]:
+def synthetic_docs(
+    n_docs: int, seed: int = 0, word_starts: bool = False, max_sents: int = 12
+) -> list[list[pd.Sentence]]:
     """Documents of random sentences of random ids (>= 5, so never special); words of 1-3 tokens."""
     rng = np.random.default_rng(seed)
     docs = []
@@ -38,9 +39,14 @@ def instances(n_docs: int = 300, max_len: int = 64, seed: int = 0, word_starts: 
 
 # ---------------------------------------------------------------------------------------------------- sentences
 def test_split_sentences_english_and_chinese():
-    en = "It was 3.5 m long. The crew, e.g. this one, left! Did they? yes they did. \"Quoted.\" Next one"
-    assert pd.split_sentences(en) == ["It was 3.5 m long.", "The crew, e.g. this one, left!", "Did they? yes they did.",
-                                      "\"Quoted.\"", "Next one"]
+    en = 'It was 3.5 m long. The crew, e.g. this one, left! Did they? yes they did. "Quoted." Next one'
+    assert pd.split_sentences(en) == [
+        "It was 3.5 m long.",
+        "The crew, e.g. this one, left!",
+        "Did they? yes they did.",
+        '"Quoted."',
+        "Next one",
+    ]
     zh = "他说：“走吧。”我们走了！真的吗？是的；好……然后呢"
     assert pd.split_sentences(zh) == ["他说：“走吧。”", "我们走了！", "真的吗？", "是的；", "好……", "然后呢"]
     assert pd.split_sentences("服务很好!!下次还来") == ["服务很好!!", "下次还来"]
@@ -56,7 +62,7 @@ def test_instances_never_exceed_max_length_and_have_bert_layout(max_len):
         assert len(ids) <= max_len
         assert ids[0] == CLS and ids[la + 1] == SEP and ids[-1] == SEP
         assert la >= 1 and len(ids) - la - 3 >= 1  # both segments non-empty
-        assert not np.isin(ids[1:la + 1], SPECIAL).any() and not np.isin(ids[la + 2:-1], SPECIAL).any()
+        assert not np.isin(ids[1 : la + 1], SPECIAL).any() and not np.isin(ids[la + 2 : -1], SPECIAL).any()
 
 
 def test_short_sequences_are_drawn_sometimes():
@@ -79,7 +85,7 @@ def test_actual_next_segments_are_consecutive_text():
     inst = pd.create_instances([doc, other], 40, 0.0, 1, CLS, SEP)
     checked = 0
     for ids, la, lab in zip(inst.input_ids, inst.len_a, inst.next_sentence_label):
-        a, b = ids[1:la + 1], ids[la + 2:-1]
+        a, b = ids[1 : la + 1], ids[la + 2 : -1]
         if a[0] == 999:
             continue
         if lab == 0:
@@ -207,8 +213,12 @@ def test_whole_word_masking_english_groups_wordpieces(en_tokenizer):
     docs = [["He is playing. She walked the dog. The cat is talking."] * 3 for _ in range(40)]
     tok_docs = pd.tokenize_documents(en_tokenizer, docs, whole_word=True)
     inst = pd.create_instances(tok_docs, 32, 0.1, 0, en_tokenizer.cls_token_id, en_tokenizer.sep_token_id)
-    spec = pd.MaskSpec(en_tokenizer.mask_token_id, tuple(en_tokenizer.all_special_ids), len(en_tokenizer),
-                       mlm_probability=0.4)
+    spec = pd.MaskSpec(
+        en_tokenizer.mask_token_id,
+        tuple(en_tokenizer.all_special_ids),
+        len(en_tokenizer),
+        mlm_probability=0.4,
+    )
     ds = pd.MaskedPairs(inst, spec, seed=0, whole_word=True)
     cont = pd.continuation_mask(en_tokenizer)
     pieces_seen = 0
@@ -250,9 +260,9 @@ def test_whole_word_masking_chinese_uses_jieba_words(tmp_path):
         seq = inst.input_ids[i].tolist()
         sel = ds[i]["labels"] != -100
         for k in range(len(seq) - 3):
-            if seq[k:k + 4] == bj and sel[k:k + 4].any():
+            if seq[k : k + 4] == bj and sel[k : k + 4].any():
                 hits += 1
-                assert sel[k:k + 4].all(), "北京大学 partly masked"
+                assert sel[k : k + 4].all(), "北京大学 partly masked"
     assert hits > 5
 
 

@@ -23,9 +23,11 @@ def english_corpus(path: Path, n_docs: int = 60, seed: int = 0) -> Path:
     docs = []
     for _ in range(n_docs):
         mood = POS if rng.random() < 0.5 else NEG
-        sents = [f"{rng.choice(SUBJECTS).capitalize()} was {rng.choice(['very', 'really', 'so'])} "
-                 f"{rng.choice(mood)}. It is {rng.choice(mood)} and {rng.choice(FILLER)}."
-                 for _ in range(rng.randint(2, 6))]
+        sents = [
+            f"{rng.choice(SUBJECTS).capitalize()} was {rng.choice(['very', 'really', 'so'])} "
+            f"{rng.choice(mood)}. It is {rng.choice(mood)} and {rng.choice(FILLER)}."
+            for _ in range(rng.randint(2, 6))
+        ]
         docs.append(" ".join(sents))
     path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
     return path
@@ -39,8 +41,23 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory, corpus) -> Path:
     out = tmp_path_factory.mktemp("tok") / "en"
-    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "200", "--min-frequency", "1",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--corpus",
+                str(corpus),
+                "--vocab-size",
+                "200",
+                "--min-frequency",
+                "1",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -54,10 +71,40 @@ def _restore_threads():
 
 def pretrain_args(corpus: Path, tok: Path, out: Path, *extra: str) -> list[str]:
     # One thread: a hidden-32 model gains nothing from more, and on a busy machine extra threads spin-wait.
-    return ["pretrain", "--corpus", str(corpus), "--tokenizer", str(tok), "--output-dir", str(out),
-            "--layers", "1", "--hidden", "32", "--heads", "2", "--intermediate", "64", "--max-seq-length", "32",
-            "--batch-size", "8", "--learning-rate", "3e-3", "--warmup-ratio", "0.1", "--eval-instances", "16",
-            "--logging-steps", "2", "--eval-steps", "10", "--threads", "1", *extra]
+    return [
+        "pretrain",
+        "--corpus",
+        str(corpus),
+        "--tokenizer",
+        str(tok),
+        "--output-dir",
+        str(out),
+        "--layers",
+        "1",
+        "--hidden",
+        "32",
+        "--heads",
+        "2",
+        "--intermediate",
+        "64",
+        "--max-seq-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "3e-3",
+        "--warmup-ratio",
+        "0.1",
+        "--eval-instances",
+        "16",
+        "--logging-steps",
+        "2",
+        "--eval-steps",
+        "10",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +137,9 @@ def test_losses_decrease_and_everything_is_logged(pretrained):
     assert evals[-1]["mlm_accuracy"] > evals[0]["mlm_accuracy"]
     assert sum(t["mlm_loss"] for t in train[-3:]) < sum(t["mlm_loss"] for t in train[:3])
     m = json.loads((pretrained / "metrics.json").read_text())
-    assert m["train"]["steps"] == 40 and m["train"]["tokens_per_s"] > 0 and m["train"]["stopped_by"] == "steps"
+    assert (
+        m["train"]["steps"] == 40 and m["train"]["tokens_per_s"] > 0 and m["train"]["stopped_by"] == "steps"
+    )
     assert "held-out MLM accuracy" in (pretrained / "README.md").read_text()
 
 
@@ -101,13 +150,33 @@ def test_output_is_a_standard_hf_bert_that_bertcls_train_fine_tunes(pretrained, 
     assert "token_type_ids" in tok("a", "b")
     mlm = AutoModelForMaskedLM.from_pretrained(pretrained)
     ours = load_file(str(pretrained / "model.safetensors"))
-    torch.testing.assert_close(mlm.cls.predictions.transform.dense.weight,
-                               ours["cls.predictions.transform.dense.weight"])
+    torch.testing.assert_close(
+        mlm.cls.predictions.transform.dense.weight, ours["cls.predictions.transform.dense.weight"]
+    )
     AutoModelForSequenceClassification.from_pretrained(pretrained, num_labels=2)
     out = tmp_path / "ft"
-    assert main(["train", "--model", str(pretrained), "--train-file", str(sentiment_files["train"]),
-                 "--validation-file", str(sentiment_files["dev"]), "--output-dir", str(out), "--epochs", "1",
-                 "--max-length", "32", "--batch-size", "16"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(pretrained),
+                "--train-file",
+                str(sentiment_files["train"]),
+                "--validation-file",
+                str(sentiment_files["dev"]),
+                "--output-dir",
+                str(out),
+                "--epochs",
+                "1",
+                "--max-length",
+                "32",
+                "--batch-size",
+                "16",
+            ]
+        )
+        == 0
+    )
     assert json.loads((out / "metrics.json").read_text())["validation"]["n"] == 40
 
 
@@ -134,10 +203,20 @@ def test_time_budget_stops_and_saves(corpus, tokenizer_dir, tmp_path):
 
 def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkeypatch):
     """Ctrl-C mid-epoch, then --resume, gives the same weights as an uninterrupted run (across epochs)."""
-    extra = ("--max-steps", "14", "--keep-checkpoints", "--eval-steps", "4", "--whole-word-masking",
-             "--batch-size", "16")
+    extra = (
+        "--max-steps",
+        "14",
+        "--keep-checkpoints",
+        "--eval-steps",
+        "4",
+        "--whole-word-masking",
+        "--batch-size",
+        "16",
+    )
     assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "full", *extra)) == 0
-    steps_per_epoch = json.loads((tmp_path / "full" / "metrics.json").read_text())["train"]["n_train_instances"] // 16
+    steps_per_epoch = (
+        json.loads((tmp_path / "full" / "metrics.json").read_text())["train"]["n_train_instances"] // 16
+    )
     assert steps_per_epoch < 14  # the run crosses an epoch boundary: new masks, new order
 
     real_step = torch.optim.AdamW.step
@@ -155,7 +234,10 @@ def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkey
     assert state["global_step"] == 6
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
     assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra, "--resume")) == 0
-    a, b = load_file(str(tmp_path / "full" / "model.safetensors")), load_file(str(tmp_path / "cut" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "full" / "model.safetensors")),
+        load_file(str(tmp_path / "cut" / "model.safetensors")),
+    )
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
@@ -168,9 +250,30 @@ def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
 
     assert not any(k.startswith("cls.") for k in load_file(str(tiny_bert / "model.safetensors")))
     out = tmp_path / "continued"
-    assert main(["pretrain", "--corpus", str(corpus), "--model", str(tiny_bert), "--output-dir", str(out),
-                 "--max-steps", "3", "--batch-size", "4", "--max-seq-length", "32", "--eval-instances", "4",
-                 "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--corpus",
+                str(corpus),
+                "--model",
+                str(tiny_bert),
+                "--output-dir",
+                str(out),
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--max-seq-length",
+                "32",
+                "--eval-instances",
+                "4",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     saved = load_file(str(out / "model.safetensors"))
     assert any(k.startswith("cls.seq_relationship") for k in saved)
     model = BertForPreTraining.from_pretrained(out)
@@ -181,9 +284,19 @@ def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["model"]["init"] == str(tiny_bert)
 
 
-@pytest.mark.parametrize("case", ["missing_corpus", "empty_corpus", "missing_tokenizer", "not_a_tokenizer",
-                                  "both_sources", "size_with_model", "dupe_factor_0",
-                                  "missing_exclude_file"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_corpus",
+        "empty_corpus",
+        "missing_tokenizer",
+        "not_a_tokenizer",
+        "both_sources",
+        "size_with_model",
+        "dupe_factor_0",
+        "missing_exclude_file",
+    ],
+)
 def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_bert, tmp_path, capsys):
     out = tmp_path / "run"
     args = pretrain_args(corpus, tokenizer_dir, out, "--max-steps", "2")
@@ -211,8 +324,17 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
         args += ["--dupe-factor", "0"]
         expect = "--dupe-factor=0 is invalid: must be >= 1"
     else:
-        args = ["pretrain", "--corpus", str(corpus), "--model", str(tiny_bert), "--preset", "mini",
-                "--output-dir", str(out)]
+        args = [
+            "pretrain",
+            "--corpus",
+            str(corpus),
+            "--model",
+            str(tiny_bert),
+            "--preset",
+            "mini",
+            "--output-dir",
+            str(out),
+        ]
         expect = "drop the size options"
     code = main(args)
     err = capsys.readouterr().err
@@ -227,8 +349,11 @@ def test_dropout_option_applies_to_the_run_but_not_the_saved_config(corpus, toke
 
     from bertcls.pretrain import set_dropout
 
-    model = BertForPreTraining(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                          intermediate_size=64)).train()
+    model = BertForPreTraining(
+        BertConfig(
+            vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    ).train()
     ids = torch.randint(5, 50, (2, 8))
     assert not torch.equal(model(input_ids=ids).prediction_logits, model(input_ids=ids).prediction_logits)
     set_dropout(model, 0.0)

@@ -66,7 +66,9 @@ def test_classify_labels_scores_and_top_k(client_for):
     assert 0.5 < first["score"] <= 1 and first["score"] == first["top_k"][0]["score"]
     r = c.post("/v1/classify", json={"texts": ["boring"], "top_k": 0})
     top = r.json()["results"][0]["top_k"]
-    assert [t["label"] for t in top] == ["negative", "positive"] and abs(sum(t["score"] for t in top) - 1) < 1e-4
+    assert [t["label"] for t in top] == ["negative", "positive"] and abs(
+        sum(t["score"] for t in top) - 1
+    ) < 1e-4
     assert top[0]["score"] >= top[1]["score"]
     r = c.post("/v1/classify", json={"texts": ["boring"], "top_k": 5})  # capped at the number of labels
     assert len(r.json()["results"][0]["top_k"]) == 2
@@ -82,17 +84,20 @@ def test_same_probabilities_as_the_library(client_for, clf):
             assert abs(item["score"] - p[clf.labels.index(item["label"])]) < 1e-5
 
 
-@pytest.mark.parametrize(("payload", "status", "phrase"), [
-    ({"texts": ["ok"] * 5}, 413, "limit is 4"),
-    ({"texts": ["x" * 101]}, 413, "101 characters"),
-    ({"texts": []}, 422, "texts is empty"),
-    ({"texts": ["  "]}, 422, "texts[0] is empty"),
-    ({"texts": [3]}, 422, "valid string"),
-    ({"text": ["typo"]}, 422, "texts"),
-    ({"texts": ["a"], "top_k": -1}, 422, "top_k"),
-    ({"texts": ["a"], "text_pairs": ["b"]}, 422, "single texts"),
-    ([1, 2], 422, ""),
-])
+@pytest.mark.parametrize(
+    ("payload", "status", "phrase"),
+    [
+        ({"texts": ["ok"] * 5}, 413, "limit is 4"),
+        ({"texts": ["x" * 101]}, 413, "101 characters"),
+        ({"texts": []}, 422, "texts is empty"),
+        ({"texts": ["  "]}, 422, "texts[0] is empty"),
+        ({"texts": [3]}, 422, "valid string"),
+        ({"text": ["typo"]}, 422, "texts"),
+        ({"texts": ["a"], "top_k": -1}, 422, "top_k"),
+        ({"texts": ["a"], "text_pairs": ["b"]}, 422, "single texts"),
+        ([1, 2], 422, ""),
+    ],
+)
 def test_limits_and_bad_requests(client_for, payload, status, phrase):
     c = client_for(max_texts=4, max_chars=100)
     r = c.post("/v1/classify", json=payload)
@@ -125,7 +130,9 @@ def test_bearer_token_auth(client_for, monkeypatch):
     body = {"texts": ["nice nice"]}
     assert c.post("/v1/classify", json=body).status_code == 401
     r = c.post("/v1/classify", json=body, headers={"Authorization": "Bearer wrong"})
-    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and "token" in r.json()["detail"]
+    assert (
+        r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and "token" in r.json()["detail"]
+    )
     assert c.get("/v1/model").status_code == 401
     ok = {"Authorization": "Bearer s3cret-token"}
     assert c.post("/v1/classify", json=body, headers=ok).status_code == 200
@@ -163,7 +170,9 @@ def test_metrics_count_requests(client_for):
     assert metric(text, "bertcls_request_duration_seconds_count", endpoint="/v1/classify") == 4
     assert metric(text, "bertcls_texts_total") == 6
     assert "# TYPE bertcls_batch_size histogram" in text
-    assert metric(text, "bertcls_batch_size_bucket", le="+Inf") == metric(text, "bertcls_batch_size_count") >= 3
+    assert (
+        metric(text, "bertcls_batch_size_bucket", le="+Inf") == metric(text, "bertcls_batch_size_count") >= 3
+    )
 
 
 def test_concurrent_requests_are_micro_batched(client_for, clf):
@@ -193,8 +202,10 @@ def test_batcher_back_pressure_and_mixed_pairs():
     def predict(texts, pairs):
         calls.append((list(texts), None if pairs is None else list(pairs)))
         time.sleep(0.01)
-        return np.array([[len(t), 0.0 if pairs is None else len(p)] for t, p in
-                         zip(texts, pairs or [""] * len(texts))], dtype=np.float32)
+        return np.array(
+            [[len(t), 0.0 if pairs is None else len(p)] for t, p in zip(texts, pairs or [""] * len(texts))],
+            dtype=np.float32,
+        )
 
     async def scenario():
         b = MicroBatcher(predict, max_batch=8, max_wait=0.3, max_queue=3, metrics=Metrics({}))
@@ -237,8 +248,10 @@ def test_missing_fastapi_names_the_extra(clf, trained_tiny, monkeypatch):
         create_app(clf, ServeConfig(model_dir=str(trained_tiny)))
 
 
-@pytest.mark.parametrize(("flag", "value"), [("port", 70000), ("max_batch_size", 0), ("max_wait_ms", -1),
-                                             ("max_texts", 0), ("max_queue", 1)])
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("port", 70000), ("max_batch_size", 0), ("max_wait_ms", -1), ("max_texts", 0), ("max_queue", 1)],
+)
 def test_config_validation(flag, value):
     with pytest.raises(UserError, match="--" + flag.replace("_", "-")):
         ServeConfig(model_dir="m", **{flag: value})

@@ -10,9 +10,11 @@ import pytest
 from bertcls.cli import main
 from bertcls.corpora import _untag, exclude_overlap, load_corpus, read_text_file
 
-ZH = ["我们在北京大学学习自然语言处理。今天天气很好，我们去公园散步。",
-      "这家酒店的服务非常好，房间干净，下次还会再来！",
-      "The hotel near the station was clean and quiet; we liked it."]
+ZH = [
+    "我们在北京大学学习自然语言处理。今天天气很好，我们去公园散步。",
+    "这家酒店的服务非常好，房间干净，下次还会再来！",
+    "The hotel near the station was clean and quiet; we liked it.",
+]
 
 
 def write_corpus(path: Path, paragraphs: list[str], repeat: int = 20) -> Path:
@@ -25,8 +27,25 @@ def zh_tokenizer(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("tok")
     corpus = write_corpus(d / "zh.txt", ZH)
     out = d / "zh-tok"
-    assert main(["tokenizer", "train", "--corpus", str(corpus), "--lang", "zh", "--vocab-size", "300",
-                 "--min-frequency", "1", "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--corpus",
+                str(corpus),
+                "--lang",
+                "zh",
+                "--vocab-size",
+                "300",
+                "--min-frequency",
+                "1",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -38,7 +57,13 @@ def test_saved_dir_loads_with_autotokenizer_and_splits_chinese_per_character(zh_
     tok = AutoTokenizer.from_pretrained(zh_tokenizer)
     assert tok.is_fast
     assert tok.tokenize("北京大学很好") == ["北", "京", "大", "学", "很", "好"]
-    assert [tok.convert_tokens_to_ids(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]] == [0, 1, 2, 3, 4]
+    assert [tok.convert_tokens_to_ids(t) for t in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     assert (tok.pad_token_id, tok.mask_token_id) == (0, 4)
     enc = tok("酒店很好", "房间干净")
     toks = tok.convert_ids_to_tokens(enc["input_ids"])
@@ -64,8 +89,24 @@ def test_cased_option_survives_reload(tmp_path):
 
     corpus = write_corpus(tmp_path / "en.txt", ["Hello World. Hello Paris!"])
     out = tmp_path / "cased"
-    assert main(["tokenizer", "train", "--corpus", str(corpus), "--vocab-size", "60", "--min-frequency", "1",
-                 "--no-lowercase", "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "tokenizer",
+                "train",
+                "--corpus",
+                str(corpus),
+                "--vocab-size",
+                "60",
+                "--min-frequency",
+                "1",
+                "--no-lowercase",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.tokenize("Hello")[0].startswith("H")
 
@@ -116,7 +157,11 @@ def test_peoples_daily_tags_are_stripped():
 
 
 def test_exclude_overlap_drops_paragraphs_found_in_eval_texts():
-    docs = [["这家酒店的服务非常好，房间干净", "别的段落完全不同的内容在这里"], ["很好"], ["这家 酒店的服务非常好，房间 干净"]]
+    docs = [
+        ["这家酒店的服务非常好，房间干净", "别的段落完全不同的内容在这里"],
+        ["很好"],
+        ["这家 酒店的服务非常好，房间 干净"],
+    ]
     kept, dropped = exclude_overlap(docs, ["总之，这家酒店的服务非常好，房间干净，下次还来。"])
     assert dropped == 2
     assert kept == [["别的段落完全不同的内容在这里"], ["很好"]]  # short paragraphs are never matched
@@ -131,7 +176,9 @@ def test_table_files_are_corpora_of_their_text_column(tmp_path):
     assert load_corpus(str(jsonl)) == [["第一条"], ["第二条"]]
     bad = tmp_path / "bad.tsv"
     bad.write_text("sentence\tlabel\n好\t1\n", encoding="utf-8")
-    with pytest.raises(Exception, match=r"bad.tsv: no 'text' column \(columns are: sentence, label\); --corpus"):
+    with pytest.raises(
+        Exception, match=r"bad.tsv: no 'text' column \(columns are: sentence, label\); --corpus"
+    ):
         load_corpus(str(bad))
     gbk = tmp_path / "gbk.csv"
     gbk.write_bytes("text,label\n好,1\n".encode() + "差".encode("gbk") + b",0\n")

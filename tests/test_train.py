@@ -100,8 +100,21 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_bert, sentiment_files, m
 
 def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):
     out = tmp_path / "es"
-    args = train_args(tiny_bert, sentiment_files, out, "--eval-steps", "2", "--early-stopping-patience", "1",
-                      "--metric", "loss", "--epochs", "10", "--learning-rate", "5e-2")
+    args = train_args(
+        tiny_bert,
+        sentiment_files,
+        out,
+        "--eval-steps",
+        "2",
+        "--early-stopping-patience",
+        "1",
+        "--metric",
+        "loss",
+        "--epochs",
+        "10",
+        "--learning-rate",
+        "5e-2",
+    )
     assert main(args) == 0
     m = json.loads((out / "metrics.json").read_text())
     evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in x]
@@ -119,10 +132,33 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     write_jsonl(tmp_path / "train.jsonl", rows[:320])
     write_jsonl(tmp_path / "dev.jsonl", rows[320:])
     out = tmp_path / "ml"
-    assert main(["train", "--model", str(tiny_bert), "--train-file", str(tmp_path / "train.jsonl"),
-                 "--validation-file", str(tmp_path / "dev.jsonl"), "--multi-label", "--output-dir", str(out),
-                 "--epochs", "8", "--learning-rate", "3e-3", "--batch-size", "16", "--class-weights", "balanced",
-                 "--warmup-ratio", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_bert),
+                "--train-file",
+                str(tmp_path / "train.jsonl"),
+                "--validation-file",
+                str(tmp_path / "dev.jsonl"),
+                "--multi-label",
+                "--output-dir",
+                str(out),
+                "--epochs",
+                "8",
+                "--learning-rate",
+                "3e-3",
+                "--batch-size",
+                "16",
+                "--class-weights",
+                "balanced",
+                "--warmup-ratio",
+                "0",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "bertcls.json").read_text())
     assert meta["task"] == "multi_label" and meta["labels"] == ["film", "negative", "positive"]
     assert len(meta["thresholds"]) == 3 and all(0 < t < 1 for t in meta["thresholds"])
@@ -136,7 +172,9 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     probs = clf.predict_proba(texts)
     assert probs.shape == (80, 3) and ((probs >= 0) & (probs <= 1)).all()
     pred = clf.predict(texts)
-    assert pred == [[lab for lab, p, t in zip(clf.labels, row, meta["thresholds"]) if p >= t] for row in probs]
+    assert pred == [
+        [lab for lab, p, t in zip(clf.labels, row, meta["thresholds"]) if p >= t] for row in probs
+    ]
     clf.thresholds = np.full(3, 1.01, dtype=np.float32)  # decisions follow clf.thresholds, not a fixed 0.5
     assert clf.predict(texts[:3]) == [[], [], []]
     # A 2-layer random BERT does not learn every label reliably on every CPU (seed-dependent), so quality is
@@ -148,7 +186,9 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     assert set(m["validation"]["per_label"]) == {"film", "negative", "positive"}
     for j, lab in enumerate(meta["labels"]):  # one 2x2 confusion matrix per label, consistent with the data
         c = m["validation"]["per_label"][lab]
-        assert c["tp"] + c["fn"] == c["support"] == y[:, j].sum() and c["tn"] + c["fp"] + c["fn"] + c["tp"] == 80
+        assert (
+            c["tp"] + c["fn"] == c["support"] == y[:, j].sum() and c["tn"] + c["fp"] + c["fn"] + c["tp"] == 80
+        )
     assert (out / "confusion_matrix.png").stat().st_size > 0
 
     # 'bertcls evaluate' on a multi-label model: per-label counts are those of the saved model's decisions.
@@ -160,22 +200,46 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     decided = np.array([[lab in p for lab in meta["labels"]] for p in clf.predict(texts)])
     for j, lab in enumerate(meta["labels"]):
         c = em["per_label"][lab]
-        assert (c["tp"], c["fp"], c["fn"]) == (int((decided[:, j] & y[:, j]).sum()),
-                                               int((decided[:, j] & ~y[:, j]).sum()),
-                                               int((~decided[:, j] & y[:, j]).sum()))
+        assert (c["tp"], c["fp"], c["fn"]) == (
+            int((decided[:, j] & y[:, j]).sum()),
+            int((decided[:, j] & ~y[:, j]).sum()),
+            int((~decided[:, j] & y[:, j]).sum()),
+        )
 
 
 def test_sentence_pairs(tmp_path, tiny_bert):
-    rows = [{"a": r["text"], "b": r["text"].split()[0], "label": r["label"]} for r in sentiment_rows(80, seed=7)]
+    rows = [
+        {"a": r["text"], "b": r["text"].split()[0], "label": r["label"]} for r in sentiment_rows(80, seed=7)
+    ]
     write_csv(tmp_path / "p.csv", rows)
     out = tmp_path / "pairs"
-    assert main(["train", "--model", str(tiny_bert), "--train-file", str(tmp_path / "p.csv"), "--text-column", "a",
-                 "--text-pair-column", "b", "--output-dir", str(out), "--epochs", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tiny_bert),
+                "--train-file",
+                str(tmp_path / "p.csv"),
+                "--text-column",
+                "a",
+                "--text-pair-column",
+                "b",
+                "--output-dir",
+                str(out),
+                "--epochs",
+                "1",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "bertcls.json").read_text())
     assert meta["text_pair_column"] == "b"
 
 
-@pytest.mark.parametrize("case", ["single_class", "missing_file", "bad_column", "not_a_model", "vocab_mismatch"])
+@pytest.mark.parametrize(
+    "case", ["single_class", "missing_file", "bad_column", "not_a_model", "vocab_mismatch"]
+)
 def test_bad_input_one_line_exit_2_no_run_dir(case, tmp_path, tiny_bert, sentiment_files, capsys):
     files = dict(sentiment_files)
     model = tiny_bert
@@ -223,8 +287,24 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     out = tmp_path / "ddp"
     args = train_args(tiny_bert, sentiment_files, out, "--epochs", "1")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-                        "-m", "bertcls", *args], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "bertcls",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     log = (out / "train.log").read_text()
     assert "2 process(es)" in log and "5 batches per epoch per process" in log  # 160 rows / 16 / 2 ranks

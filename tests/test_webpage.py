@@ -18,10 +18,18 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium: apt-get install -y chromium"
+)
 
 
 def free_port() -> int:
@@ -91,7 +99,9 @@ def test_page_classifies_a_text(browser, clf, trained_tiny, tmp_path, monkeypatc
         assert label == clf.predict("the film was great great and lovely")
         bars = page.query_selector_all(".result .bar")
         assert len(bars) == len(clf.labels)
-        widths = [float(b.query_selector(".fill").get_attribute("style").split(":")[1].strip(" %;")) for b in bars]
+        widths = [
+            float(b.query_selector(".fill").get_attribute("style").split(":")[1].strip(" %;")) for b in bars
+        ]
         assert abs(sum(widths) - 100) < 0.5 and widths[0] >= widths[1]  # best label first, probabilities
         page.wait_for_function("document.getElementById('model-name').textContent.includes('tiny')")
         shot = shot_dir(tmp_path) / "webpage-classify.png"

@@ -17,13 +17,16 @@ import torch
 def encode(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None, max_length: int) -> list[dict]:
     """Tokenise to python lists (no padding); BERT segment ids mark text (A) and pair (B)."""
     enc = tokenizer(
-        list(texts), list(pairs) if pairs is not None else None,
-        truncation=True, max_length=max_length, padding=False,
-        return_token_type_ids=True, return_attention_mask=False,
+        list(texts),
+        list(pairs) if pairs is not None else None,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_token_type_ids=True,
+        return_attention_mask=False,
     )
     return [
-        {"input_ids": ids, "token_type_ids": tt}
-        for ids, tt in zip(enc["input_ids"], enc["token_type_ids"])
+        {"input_ids": ids, "token_type_ids": tt} for ids, tt in zip(enc["input_ids"], enc["token_type_ids"])
     ]
 
 
@@ -60,8 +63,15 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Random batches of similar-length rows; the order is a pure function of (seed, epoch)
     so a resumed run sees exactly the batches the interrupted one would have."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group_by_length: bool = True,
-                 megabatch_mult: int = 50, drop_last: bool = False):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        seed: int,
+        group_by_length: bool = True,
+        megabatch_mult: int = 50,
+        drop_last: bool = False,
+    ):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -77,9 +87,9 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
         rng = np.random.default_rng([self.seed, self.epoch])
         perm = rng.permutation(len(self.lengths))
         if self.group:
-            chunks = [perm[i:i + self.mega] for i in range(0, len(perm), self.mega)]
+            chunks = [perm[i : i + self.mega] for i in range(0, len(perm), self.mega)]
             perm = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
-        out = [perm[i:i + self.batch_size].tolist() for i in range(0, len(perm), self.batch_size)]
+        out = [perm[i : i + self.batch_size].tolist() for i in range(0, len(perm), self.batch_size)]
         if self.drop_last and out and len(out[-1]) < self.batch_size:
             out.pop()
         if self.group:
@@ -98,12 +108,13 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
 def sorted_batches(lengths: Sequence[int], max_tokens_batch: int) -> list[np.ndarray]:
     """Inference batches, longest first, in index space (caller restores input order)."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i:i + max_tokens_batch] for i in range(0, len(order), max_tokens_batch)]
+    return [order[i : i + max_tokens_batch] for i in range(0, len(order), max_tokens_batch)]
 
 
 @torch.inference_mode()
-def batched_logits(model, encodings: list[dict], batch_size: int, pad_id: int,
-                   device: torch.device | str | None = None) -> np.ndarray:
+def batched_logits(
+    model, encodings: list[dict], batch_size: int, pad_id: int, device: torch.device | str | None = None
+) -> np.ndarray:
     """Logits for every encoding, computed in length-sorted batches, returned in input order."""
     if not encodings:
         return np.zeros((0, model.config.num_labels), dtype=np.float32)

@@ -45,15 +45,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(directory: str | os.PathLike, model_state: dict[str, torch.Tensor], optimizer, scheduler,
-         loop_state: dict[str, Any], rng: dict[str, Any] | None = None) -> None:
+def save(
+    directory: str | os.PathLike,
+    model_state: dict[str, torch.Tensor],
+    optimizer,
+    scheduler,
+    loop_state: dict[str, Any],
+    rng: dict[str, Any] | None = None,
+) -> None:
     """Write the checkpoint to a temp dir and swap it in, so a crash mid-write keeps the previous one."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # safetensors refuses shared storage (tied embeddings): clone contiguous copies.
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
+    save_file(
+        {k: v.detach().cpu().contiguous().clone() for k, v in model_state.items()},
+        str(tmp / "model.safetensors"),
+    )
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
@@ -78,8 +87,10 @@ def load(directory: str | os.PathLike, model, optimizer, scheduler) -> dict[str,
     # Tied weights (e.g. MLM decoder = word embeddings) are saved once; anything else missing is an error.
     missing = [m for m in missing if not m.endswith("decoder.weight")]
     if missing or unexpected:
-        raise UserError(f"{directory}: checkpoint does not match the model (missing {missing[:3]}, "
-                        f"unexpected {unexpected[:3]}); resume with the same --model and options")
+        raise UserError(
+            f"{directory}: checkpoint does not match the model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}); resume with the same --model and options"
+        )
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
     set_rng_state(torch.load(directory / "rng.pt", weights_only=True))

@@ -26,7 +26,9 @@ class TextClassifier:
     ['negative', 'positive']
     """
 
-    def __init__(self, model: Any, tokenizer: Any, meta: dict, backend: str = "torch", path: str | None = None):
+    def __init__(
+        self, model: Any, tokenizer: Any, meta: dict, backend: str = "torch", path: str | None = None
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta
@@ -40,8 +42,14 @@ class TextClassifier:
 
     # ---- loading / saving -------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, backend: str = "torch", threads: int | None = None,
-                        device: str | None = None, onnx_dir: str | os.PathLike | None = None) -> TextClassifier:
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        backend: str = "torch",
+        threads: int | None = None,
+        device: str | None = None,
+        onnx_dir: str | os.PathLike | None = None,
+    ) -> TextClassifier:
         """Load a directory written by ``bertcls train`` (or any HF sequence-classification directory).
 
         ``backend="onnx"`` uses the export written by ``bertcls export`` via onnxruntime: ``onnx_dir`` if
@@ -142,4 +150,8 @@ def meta_from_config(cfg: dict) -> dict:
     id2label = cfg.get("id2label") or {}
     labels = [id2label[k] for k in sorted(id2label, key=lambda k: int(k))]
     task = "multi_label" if cfg.get("problem_type") == "multi_label_classification" else "single_label"
-    return {"task": task, "labels": labels, "max_length": min(512, int(cfg.get("max_position_embeddings", 512)))}
+    return {
+        "task": task,
+        "labels": labels,
+        "max_length": min(512, int(cfg.get("max_position_embeddings", 512))),
+    }

@@ -27,11 +27,20 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("train", "bertcls.finetune", "TrainConfig", "fine-tune a BERT checkpoint for text classification"),
+    Command(
+        "train", "bertcls.finetune", "TrainConfig", "fine-tune a BERT checkpoint for text classification"
+    ),
     Command("evaluate", "bertcls.evaluate", "EvaluateConfig", "score a trained model on a labelled file"),
     Command("predict", "bertcls.predict", "PredictConfig", "label a file (or stdin lines), streaming"),
-    Command("tokenizer train", "bertcls.tokenizer_train", "TokenizerConfig", "train a BERT WordPiece vocabulary"),
-    Command("pretrain", "bertcls.pretrain", "PretrainConfig", "pretrain BERT with MLM + NSP (from scratch or continued)"),
+    Command(
+        "tokenizer train", "bertcls.tokenizer_train", "TokenizerConfig", "train a BERT WordPiece vocabulary"
+    ),
+    Command(
+        "pretrain",
+        "bertcls.pretrain",
+        "PretrainConfig",
+        "pretrain BERT with MLM + NSP (from scratch or continued)",
+    ),
     Command("export", "bertcls.export", "ExportConfig", "export a trained model to ONNX (optionally int8)"),
     Command("serve", "bertcls.serve", "ServeConfig", "serve a trained model over HTTP"),
 )
@@ -45,8 +54,13 @@ def available() -> list[Command]:
 def top_help() -> str:
     cmds = available()
     width = max(len(c.name) for c in cmds)
-    lines = ["usage: bertcls COMMAND [options]   (bertcls COMMAND --help for its options)", "",
-             f"bertcls {__version__}: from raw text to a deployed BERT text classifier.", "", "commands:"]
+    lines = [
+        "usage: bertcls COMMAND [options]   (bertcls COMMAND --help for its options)",
+        "",
+        f"bertcls {__version__}: from raw text to a deployed BERT text classifier.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {c.name.ljust(width)}  {c.help}" for c in cmds]
     return "\n".join(lines)
 
@@ -55,7 +69,7 @@ def find_command(argv: list[str]) -> tuple[Command | None, list[str]]:
     for c in sorted(available(), key=lambda c: -len(c.name.split())):
         words = c.name.split()
         if argv[: len(words)] == words:
-            return c, argv[len(words):]
+            return c, argv[len(words) :]
     return None, argv
 
 
@@ -64,7 +78,9 @@ def build_parser(cmd: Command) -> tuple[argparse.ArgumentParser, type]:
 
     module = importlib.import_module(cmd.module)
     cls = getattr(module, cmd.config)
-    parser = argparse.ArgumentParser(prog=f"bertcls {cmd.name}", description=(module.__doc__ or cmd.help).strip())
+    parser = argparse.ArgumentParser(
+        prog=f"bertcls {cmd.name}", description=(module.__doc__ or cmd.help).strip()
+    )
     add_arguments(parser, cls)
     return parser, cls
 

@@ -125,7 +125,9 @@ def _type_name(tp: Any) -> str:
     elif origin is list:
         name = "a list"
     else:
-        name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(base, str(base))
+        name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+            base, str(base)
+        )
     return name + (" (or null)" if optional else "")
 
 
@@ -134,7 +136,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     parser.add_argument(
-        "--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+        "--config",
+        metavar="FILE.yaml",
+        default=argparse.SUPPRESS,
         help="YAML file of options (keys are the flag names with '_' or '-'); flags given here override it",
     )
     for f in dataclasses.fields(cls):
@@ -142,13 +146,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             continue
         tp = hints[f.name]
         base, _ = _unwrap_optional(tp)
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+            )
         )
         doc = docs.get(f.name, "")
         if f.metadata.get(POSITIONAL):
-            parser.add_argument(f.name, help=doc, nargs="?" if default is not None else None,
-                                default=argparse.SUPPRESS)
+            parser.add_argument(
+                f.name, help=doc, nargs="?" if default is not None else None, default=argparse.SUPPRESS
+            )
             continue
         help_text = f"{doc} (default: {default})" if doc else f"(default: {default})"
         help_text = help_text.replace("%", "%%")
@@ -158,7 +167,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         elif get_origin(base) is list:
             parser.add_argument(flag(f.name), nargs="+", metavar=f.name.upper(), **kwargs)
         elif get_origin(base) is Literal:
-            parser.add_argument(flag(f.name), metavar="{" + ",".join(map(str, get_args(base))) + "}", **kwargs)
+            parser.add_argument(
+                flag(f.name), metavar="{" + ",".join(map(str, get_args(base))) + "}", **kwargs
+            )
         else:
             parser.add_argument(flag(f.name), metavar=f.name.upper(), **kwargs)
 
@@ -176,8 +187,11 @@ def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T
             )
         kwargs[name] = _coerce(value, hints[name], flag(name) if source == "command line" else name, source)
     missing = [
-        f.name for f in dataclasses.fields(cls)
-        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.init
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
         and f.name not in kwargs
     ]
     if missing:
@@ -261,9 +275,15 @@ class OptimArgs:
 
     def check_optim(self) -> None:
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
-        require(self.gradient_accumulation_steps >= 1, "gradient_accumulation_steps",
-                self.gradient_accumulation_steps, "must be >= 1")
-        require(0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1), e.g. 1e-4")
+        require(
+            self.gradient_accumulation_steps >= 1,
+            "gradient_accumulation_steps",
+            self.gradient_accumulation_steps,
+            "must be >= 1",
+        )
+        require(
+            0 < self.learning_rate < 1, "learning_rate", self.learning_rate, "must be in (0, 1), e.g. 1e-4"
+        )
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         require(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, "must be >= 0")

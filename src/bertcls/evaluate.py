@@ -50,7 +50,12 @@ class EvaluateConfig:
     """CPU threads for inference."""
 
     def __post_init__(self) -> None:
-        require(bool(self.file) != bool(self.dataset), "file", self.file, "give exactly one of --file or --dataset")
+        require(
+            bool(self.file) != bool(self.dataset),
+            "file",
+            self.file,
+            "give exactly one of --file or --dataset",
+        )
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
 
 
@@ -60,18 +65,26 @@ def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
 
         _, val, test = load_builtin(cfg.dataset)
         return test if cfg.split == "test" else val
-    cols = Columns(text=cfg.text_column or meta.get("text_column") or "text",
-                   text_pair=cfg.text_pair_column or meta.get("text_pair_column"),
-                   label=cfg.label_column or meta.get("label_column") or "label")
-    return load(cfg.file, cols, encoding=cfg.encoding, multi_label=meta.get("task") == "multi_label",
-                skip_empty=cfg.skip_empty)
+    cols = Columns(
+        text=cfg.text_column or meta.get("text_column") or "text",
+        text_pair=cfg.text_pair_column or meta.get("text_pair_column"),
+        label=cfg.label_column or meta.get("label_column") or "label",
+    )
+    return load(
+        cfg.file,
+        cols,
+        encoding=cfg.encoding,
+        multi_label=meta.get("task") == "multi_label",
+        skip_empty=cfg.skip_empty,
+    )
 
 
 def run(cfg: EvaluateConfig) -> dict:
     from .classifier import TextClassifier
 
-    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads,
-                                         onnx_dir=cfg.onnx_dir)
+    clf = TextClassifier.from_pretrained(
+        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
+    )
     clf.batch_size = cfg.batch_size
     data = load_eval_data(cfg, clf.meta)
     probs = clf.predict_proba(data.texts, data.pairs)
@@ -99,26 +112,33 @@ def run(cfg: EvaluateConfig) -> dict:
     with staged_dir(out) as tmp:
         atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
         if clf.multi_label:
-            plots.multilabel_confusion(result["per_label"], tmp / "confusion_matrix.png",
-                                       f"{stem} ({Path(cfg.model_dir).name})")
+            plots.multilabel_confusion(
+                result["per_label"], tmp / "confusion_matrix.png", f"{stem} ({Path(cfg.model_dir).name})"
+            )
         else:
             atomic_write_text(tmp / "confusion_matrix.json", json.dumps(result["confusion_matrix"], indent=2))
             cm = result["confusion_matrix"]
-            plots.confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], tmp / "confusion_matrix.png",
-                                   f"{stem} ({Path(cfg.model_dir).name})")
+            plots.confusion_matrix(
+                np.asarray(cm["matrix"]),
+                cm["labels"],
+                tmp / "confusion_matrix.png",
+                f"{stem} ({Path(cfg.model_dir).name})",
+            )
         write_misclassified(tmp / "misclassified.csv", data, preds, probs, labels, wrong)
     result["output_dir"] = str(out)
     result["n_misclassified"] = len(wrong)
     return result
 
 
-def write_misclassified(path: Path, data: TextData, preds: list, probs: np.ndarray, labels: list[str],
-                        wrong: list[int]) -> None:
+def write_misclassified(
+    path: Path, data: TextData, preds: list, probs: np.ndarray, labels: list[str], wrong: list[int]
+) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         header = ["row", "text"] + (["text_pair"] if data.pairs is not None else []) + ["label", "predicted"]
         w.writerow(header + [f"p_{lab}" for lab in labels])
         for i in wrong:
+
             def show(v):
                 return ";".join(v) if isinstance(v, list) else v
 

@@ -67,8 +67,12 @@ class ExportConfig:
     def __post_init__(self) -> None:
         require(self.num_samples >= 2, "num_samples", self.num_samples, "must be >= 2")
         require(self.max_diff >= 0, "max_diff", self.max_diff, "must be >= 0")
-        require(self.min_agreement is None or 0 <= self.min_agreement <= 1, "min_agreement",
-                self.min_agreement, "must be between 0 and 1")
+        require(
+            self.min_agreement is None or 0 <= self.min_agreement <= 1,
+            "min_agreement",
+            self.min_agreement,
+            "must be between 0 and 1",
+        )
         require(7 <= self.opset <= 21, "opset", self.opset, "must be between 7 and 21 (17 is well tested)")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")
 
@@ -89,7 +93,9 @@ def _require_deps() -> None:
         try:
             __import__(mod)
         except ImportError:
-            raise UserError(f"bertcls export needs {mod}; install the export extras with: {INSTALL}") from None
+            raise UserError(
+                f"bertcls export needs {mod}; install the export extras with: {INSTALL}"
+            ) from None
 
 
 # ---- sample texts -------------------------------------------------------------------------------------
@@ -100,7 +106,12 @@ def vocab_texts(tokenizer: Any, n: int, max_length: int, seed: int = 0) -> list[
     words = []
     for w in tokenizer.get_vocab():
         w2 = w.lstrip("\u2581\u0120")  # SentencePiece / byte-level BPE word markers
-        if w in special or w.startswith("##") or (w.startswith("[") and w.endswith("]")) or not w2.isprintable():
+        if (
+            w in special
+            or w.startswith("##")
+            or (w.startswith("[") and w.endswith("]"))
+            or not w2.isprintable()
+        ):
             continue
         if w2.strip():
             words.append(w2)
@@ -126,10 +137,14 @@ def file_texts(path: str, meta: dict, n: int) -> tuple[list[str], list[str] | No
     text_col = "text" if fmt == "lines" else (meta.get("text_column") or "text")
     pair_col = None if fmt == "lines" else meta.get("text_pair_column")
     if text_col not in names:
-        raise UserError(f"{p}: no column '{text_col}' (columns: {', '.join(names)}); "
-                        f"the sample file needs the text column the model was trained on")
+        raise UserError(
+            f"{p}: no column '{text_col}' (columns: {', '.join(names)}); "
+            f"the sample file needs the text column the model was trained on"
+        )
     if pair_col and pair_col not in names:
-        raise UserError(f"{p}: no column '{pair_col}'; this model reads text pairs, so the sample file needs it")
+        raise UserError(
+            f"{p}: no column '{pair_col}'; this model reads text pairs, so the sample file needs it"
+        )
     texts: list[str] = []
     pairs: list[str] = []
     for _, rec in rows:
@@ -173,7 +188,7 @@ def _dummy_inputs(encodings: list[dict], pad_id: int, type_vocab_size: int) -> t
     tt = batch["token_type_ids"].clone()
     if type_vocab_size >= 2:
         width = tt.shape[1]
-        tt[0, width // 2:] = 1
+        tt[0, width // 2 :] = 1
     return batch["input_ids"], batch["attention_mask"], tt
 
 
@@ -202,24 +217,45 @@ def trace_to_onnx(model: Any, example: tuple, use_tt: bool, path: Path, opset: i
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer/deprecation chatter; correctness is checked afterwards
         try:
-            torch.onnx.export(wrapped, args, str(path), input_names=names, output_names=["logits"],
-                              dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                wrapped,
+                args,
+                str(path),
+                input_names=names,
+                output_names=["logits"],
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
+            )
             return "torchscript"
         except Exception as e:  # noqa: BLE001 - any tracer failure: try the other exporter
-            errors.append(f"torchscript: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            errors.append(
+                f"torchscript: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+            )
         try:
             batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
             shapes = {n: {0: batch, 1: seq} for n in names}
             # The dynamo exporter reports progress with print(); keep stdout for the command's summary.
             with contextlib.redirect_stdout(sys.stderr):
-                torch.onnx.export(wrapped, tuple(args), str(path), input_names=names, output_names=["logits"],
-                                  dynamic_shapes=shapes, opset_version=max(opset, 18), dynamo=True,
-                                  external_data=False)
+                torch.onnx.export(
+                    wrapped,
+                    tuple(args),
+                    str(path),
+                    input_names=names,
+                    output_names=["logits"],
+                    dynamic_shapes=shapes,
+                    opset_version=max(opset, 18),
+                    dynamo=True,
+                    external_data=False,
+                )
             return "dynamo"
         except Exception as e:  # noqa: BLE001
             errors.append(f"dynamo: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
-    raise UserError(f"torch.onnx could not export this model ({'; '.join(errors)}); "
-                    f"the architecture may not be exportable with torch {torch.__version__}")
+    raise UserError(
+        f"torch.onnx could not export this model ({'; '.join(errors)}); "
+        f"the architecture may not be exportable with torch {torch.__version__}"
+    )
 
 
 def optimize_graph(src: Path, dst: Path, hf_config: Any) -> dict:
@@ -231,16 +267,22 @@ def optimize_graph(src: Path, dst: Path, hf_config: Any) -> dict:
         # The optimizer logs every pattern it looks at; only its result matters here.
         logging.disable(logging.WARNING)
         try:
-            opt = optimizer.optimize_model(str(src), model_type="bert",
-                                           num_heads=int(getattr(hf_config, "num_attention_heads", 0) or 0),
-                                           hidden_size=int(getattr(hf_config, "hidden_size", 0) or 0))
+            opt = optimizer.optimize_model(
+                str(src),
+                model_type="bert",
+                num_heads=int(getattr(hf_config, "num_attention_heads", 0) or 0),
+                hidden_size=int(getattr(hf_config, "hidden_size", 0) or 0),
+            )
             fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
             opt.save_model_to_file(str(dst))
         finally:
             logging.disable(logging.NOTSET)
         return {"ok": True, "fused": fused}
     except Exception as e:  # noqa: BLE001 - the optimizer is best effort by design
-        return {"ok": False, "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"}
+        return {
+            "ok": False,
+            "error": f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}",
+        }
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -254,8 +296,14 @@ def quantize_int8(src: Path, dst: Path) -> None:
         # logit error against per-tensor 8-bit in our checks; reduce_range also avoids the u8*s8 overflow
         # of AVX2 CPUs without VNNI. ONNX shape inference cannot type the outputs of the fused contrib ops
         # (Attention, ...); they are all float, which DefaultTensorType tells the quantizer.
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     finally:
         logging.disable(logging.NOTSET)
 
@@ -328,8 +376,10 @@ def run(cfg: ExportConfig) -> dict:
         try:
             onnx.checker.check_model(str(raw))
         except onnx.checker.ValidationError as e:
-            raise UserError(f"{cfg.model_dir}: torch.onnx wrote an invalid ONNX graph ({str(e).splitlines()[0]}); "
-                            f"try another --opset") from None
+            raise UserError(
+                f"{cfg.model_dir}: torch.onnx wrote an invalid ONNX graph ({str(e).splitlines()[0]}); "
+                f"try another --opset"
+            ) from None
 
         graphs: list[tuple[str, Path]] = []
         optimizer_info: dict = {"ok": False, "skipped": True}
@@ -338,7 +388,9 @@ def run(cfg: ExportConfig) -> dict:
             if optimizer_info["ok"]:
                 graphs.append(("optimized", work / "optimized.onnx"))
             else:
-                notes.append(f"graph optimisation failed ({optimizer_info['error']}); kept the unoptimised graph")
+                notes.append(
+                    f"graph optimisation failed ({optimizer_info['error']}); kept the unoptimised graph"
+                )
         graphs.append(("plain", raw))
 
         attempts = []
@@ -364,14 +416,19 @@ def run(cfg: ExportConfig) -> dict:
                 chosen = (kind, final, parity)
                 break
             if kind == "optimized":
-                notes.append(f"the optimised graph failed the check ({'; '.join(problems)}); tried the plain graph")
+                notes.append(
+                    f"the optimised graph failed the check ({'; '.join(problems)}); tried the plain graph"
+                )
         if chosen is None:
             why = "; ".join(f"{x['graph']} graph: {', '.join(x['problems'])}" for x in attempts)
             raise UserError(
                 f"{cfg.model_dir}: the {'int8 ' if cfg.quantize == 'int8' else ''}ONNX export does not match PyTorch "
                 f"on {len(texts)} sample texts ({why}); nothing was written. "
-                + ("Try without --quantize, or lower --min-agreement if the loss is acceptable"
-                   if cfg.quantize == "int8" else "Try --no-optimize or another --opset, or raise --max-diff")
+                + (
+                    "Try without --quantize, or lower --min-agreement if the loss is acceptable"
+                    if cfg.quantize == "int8"
+                    else "Try --no-optimize or another --opset, or raise --max-diff"
+                )
             )
         kind, final, parity = chosen
         shutil.move(str(final), tmp / MODEL_FILE)
@@ -395,15 +452,25 @@ def run(cfg: ExportConfig) -> dict:
             "exporter": exporter,
             "graph": kind,
             "optimizer": optimizer_info,
-            "parity": parity | {"samples": source, "pairs": pairs is not None,
-                                "tokens_min": min(len(e["input_ids"]) for e in encodings),
-                                "tokens_max": max(len(e["input_ids"]) for e in encodings)},
-            "thresholds": {"max_diff": cfg.max_diff if cfg.quantize == "none" else None,
-                           "min_agreement": cfg.agreement_needed},
+            "parity": parity
+            | {
+                "samples": source,
+                "pairs": pairs is not None,
+                "tokens_min": min(len(e["input_ids"]) for e in encodings),
+                "tokens_max": max(len(e["input_ids"]) for e in encodings),
+            },
+            "thresholds": {
+                "max_diff": cfg.max_diff if cfg.quantize == "none" else None,
+                "min_agreement": cfg.agreement_needed,
+            },
             "attempts": attempts,
             "notes": notes,
-            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+            "versions": {
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            },
             "seconds": round(time.perf_counter() - t0, 2),
         }
         atomic_write_text(tmp / REPORT_FILE, json.dumps(report, indent=2, ensure_ascii=False))
@@ -415,15 +482,25 @@ def summarize(result: dict) -> str:
     buf = io.StringIO()
     p = result["parity"]
     fused = result["optimizer"].get("fused") if result["graph"] == "optimized" else None
-    graph = ("optimised: " + ", ".join(f"{k} x{v}" for k, v in fused.items())) if fused else result["graph"] + " graph"
+    graph = (
+        ("optimised: " + ", ".join(f"{k} x{v}" for k, v in fused.items()))
+        if fused
+        else result["graph"] + " graph"
+    )
     kind = "int8" if result["quantize"] == "int8" else "fp32"
-    print(f"exported {Path(result['output_dir']) / result['file']} ({kind}, {graph}; "
-          f"{result['size_bytes'] / 1e6:.1f} MB, {result['seconds']:.1f} s)", file=buf)
+    print(
+        f"exported {Path(result['output_dir']) / result['file']} ({kind}, {graph}; "
+        f"{result['size_bytes'] / 1e6:.1f} MB, {result['seconds']:.1f} s)",
+        file=buf,
+    )
     for note in result["notes"]:
         print(f"note: {note}", file=buf)
     limits = result["thresholds"]
     limit_diff = f" (limit {limits['max_diff']:g})" if limits["max_diff"] is not None else ""
-    print(f"parity vs PyTorch on {p['n']} texts ({p['samples']}): max |logit diff| {p['max_abs_diff']:.3g}"
-          f"{limit_diff}, label agreement {p['agreement']:.1%} (limit {limits['min_agreement']:.0%})", file=buf)
+    print(
+        f"parity vs PyTorch on {p['n']} texts ({p['samples']}): max |logit diff| {p['max_abs_diff']:.3g}"
+        f"{limit_diff}, label agreement {p['agreement']:.1%} (limit {limits['min_agreement']:.0%})",
+        file=buf,
+    )
     print(f"report: {Path(result['output_dir']) / REPORT_FILE}", file=buf)
     return buf.getvalue().rstrip()

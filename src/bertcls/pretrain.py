@@ -32,8 +32,18 @@ log = logging.getLogger("bertcls")
 
 # Google's BERT miniatures (Turc et al., 2019): (layers, hidden); heads = hidden / 64, intermediate = 4 x hidden.
 PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
-RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "run_config.yaml",
-             "metrics.jsonl", "metrics.json", "learning_curve.png", "README.md", "train.log")
+RUN_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "run_config.yaml",
+    "metrics.jsonl",
+    "metrics.json",
+    "learning_curve.png",
+    "README.md",
+    "train.log",
+)
 
 
 @dataclass
@@ -96,14 +106,27 @@ class PretrainConfig(OptimArgs):
     def __post_init__(self) -> None:
         self.check_optim()
         require(bool(self.corpus), "corpus", self.corpus, "give at least one text file or built-in corpus")
-        require(bool(self.tokenizer) != bool(self.model), "tokenizer", self.tokenizer,
-                "give --tokenizer DIR to train from scratch or --model DIR to continue a checkpoint (not both)")
-        dims = {"preset": self.preset, "layers": self.layers, "hidden": self.hidden, "heads": self.heads,
-                "intermediate": self.intermediate}
+        require(
+            bool(self.tokenizer) != bool(self.model),
+            "tokenizer",
+            self.tokenizer,
+            "give --tokenizer DIR to train from scratch or --model DIR to continue a checkpoint (not both)",
+        )
+        dims = {
+            "preset": self.preset,
+            "layers": self.layers,
+            "hidden": self.hidden,
+            "heads": self.heads,
+            "intermediate": self.intermediate,
+        }
         if self.model:
             given = [k for k, v in dims.items() if v is not None]
-            require(not given, given[0] if given else "preset", dims[given[0]] if given else None,
-                    "the size comes from --model's checkpoint; drop the size options")
+            require(
+                not given,
+                given[0] if given else "preset",
+                dims[given[0]] if given else None,
+                "the size comes from --model's checkpoint; drop the size options",
+            )
         else:
             layers, hidden = PRESETS[self.preset or "tiny"]
             self.preset = self.preset or "tiny"
@@ -112,15 +135,20 @@ class PretrainConfig(OptimArgs):
             self.heads = self.heads or max(1, self.hidden // 64)
             self.intermediate = self.intermediate or 4 * self.hidden
             require(self.layers >= 1, "layers", self.layers, "must be >= 1")
-            require(self.hidden % self.heads == 0, "heads", self.heads,
-                    f"must divide --hidden={self.hidden}")
+            require(self.hidden % self.heads == 0, "heads", self.heads, f"must divide --hidden={self.hidden}")
             require(self.intermediate >= 1, "intermediate", self.intermediate, "must be >= 1")
-        require(8 <= self.max_seq_length <= 4096, "max_seq_length", self.max_seq_length,
-                "use 8..4096 (BERT: 128, then 512)")
+        require(
+            8 <= self.max_seq_length <= 4096,
+            "max_seq_length",
+            self.max_seq_length,
+            "use 8..4096 (BERT: 128, then 512)",
+        )
         require(0 <= self.short_seq_prob <= 1, "short_seq_prob", self.short_seq_prob, "must be in [0, 1]")
         require(0 < self.mlm_probability < 1, "mlm_probability", self.mlm_probability, "must be in (0, 1)")
         require(self.max_steps is None or self.max_steps >= 0, "max_steps", self.max_steps, "must be >= 0")
-        require(self.max_minutes is None or self.max_minutes > 0, "max_minutes", self.max_minutes, "must be > 0")
+        require(
+            self.max_minutes is None or self.max_minutes > 0, "max_minutes", self.max_minutes, "must be > 0"
+        )
         require(self.epochs is None or self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
         if self.epochs is None and self.max_steps is None and self.max_minutes is None:
             self.epochs = 1
@@ -130,9 +158,18 @@ class PretrainConfig(OptimArgs):
         require(self.eval_instances >= 0, "eval_instances", self.eval_instances, "must be >= 0")
         require(self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1")
         require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be >= 1")
-        require(not (self.resume and self.overwrite), "resume", self.resume, "--resume and --overwrite exclude each other")
-        require(not self.resume or self.output_dir is not None, "resume", self.resume,
-                "--resume needs --output-dir of the run to continue")
+        require(
+            not (self.resume and self.overwrite),
+            "resume",
+            self.resume,
+            "--resume and --overwrite exclude each other",
+        )
+        require(
+            not self.resume or self.output_dir is not None,
+            "resume",
+            self.resume,
+            "--resume needs --output-dir of the run to continue",
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- setup
@@ -142,18 +179,29 @@ def load_pretrain_tokenizer(cfg: PretrainConfig, model_path: str | None):
     if model_path is None:
         p = Path(cfg.tokenizer).expanduser()
         if not p.is_dir():
-            raise UserError(f"--tokenizer={cfg.tokenizer}: directory not found; train one first with: "
-                            f"bertcls tokenizer train --corpus ... --output-dir {cfg.tokenizer}")
+            raise UserError(
+                f"--tokenizer={cfg.tokenizer}: directory not found; train one first with: "
+                f"bertcls tokenizer train --corpus ... --output-dir {cfg.tokenizer}"
+            )
         if not any((p / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
-            raise UserError(f"{p}: no tokenizer.json or vocab.txt; give the directory 'bertcls tokenizer train' wrote")
+            raise UserError(
+                f"{p}: no tokenizer.json or vocab.txt; give the directory 'bertcls tokenizer train' wrote"
+            )
         path = str(p)
     else:
         path = model_path
     tok = load_tokenizer(path)
-    if not getattr(tok, "is_fast", False) or tok.mask_token_id is None or tok.cls_token_id is None \
-            or tok.sep_token_id is None or tok.pad_token_id is None:
-        raise UserError(f"{path}: a fast BERT tokenizer with [CLS] [SEP] [PAD] [MASK] is needed; "
-                        f"train one with: bertcls tokenizer train")
+    if (
+        not getattr(tok, "is_fast", False)
+        or tok.mask_token_id is None
+        or tok.cls_token_id is None
+        or tok.sep_token_id is None
+        or tok.pad_token_id is None
+    ):
+        raise UserError(
+            f"{path}: a fast BERT tokenizer with [CLS] [SEP] [PAD] [MASK] is needed; "
+            f"train one with: bertcls tokenizer train"
+        )
     return tok
 
 
@@ -163,21 +211,33 @@ def build_model(cfg: PretrainConfig, model_path: str | None, tokenizer):
     from .models import check_vocab
 
     if model_path is None:
-        bc = BertConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
-                        num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
-                        max_position_embeddings=max(512, cfg.max_seq_length), type_vocab_size=2,
-                        pad_token_id=tokenizer.pad_token_id)
+        bc = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.hidden,
+            num_hidden_layers=cfg.layers,
+            num_attention_heads=cfg.heads,
+            intermediate_size=cfg.intermediate,
+            max_position_embeddings=max(512, cfg.max_seq_length),
+            type_vocab_size=2,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         return BertForPreTraining(bc)
     try:
         model = BertForPreTraining.from_pretrained(model_path)
     except (OSError, ValueError) as e:
-        raise UserError(f"--model={cfg.model}: cannot load as BERT ({str(e).splitlines()[0]}); "
-                        f"give a BERT-family model directory or a built-in alias") from None
+        raise UserError(
+            f"--model={cfg.model}: cannot load as BERT ({str(e).splitlines()[0]}); "
+            f"give a BERT-family model directory or a built-in alias"
+        ) from None
     if model.config.model_type != "bert":
-        raise UserError(f"--model={cfg.model}: is a '{model.config.model_type}' model; pretraining supports BERT")
+        raise UserError(
+            f"--model={cfg.model}: is a '{model.config.model_type}' model; pretraining supports BERT"
+        )
     if cfg.max_seq_length > model.config.max_position_embeddings:
-        raise UserError(f"--max-seq-length={cfg.max_seq_length} exceeds the model's "
-                        f"{model.config.max_position_embeddings} positions; lower it")
+        raise UserError(
+            f"--max-seq-length={cfg.max_seq_length} exceeds the model's "
+            f"{model.config.max_position_embeddings} positions; lower it"
+        )
     check_vocab(tokenizer, model.config, cfg.model)
     return model
 
@@ -194,19 +254,36 @@ def prepare_data(cfg: PretrainConfig, tokenizer):
         log.info("--exclude-file: dropped %d paragraphs that occur in %d excluded texts", dropped, len(texts))
     t0 = time.perf_counter()
     tok_docs = pd.tokenize_documents(tokenizer, docs, cfg.whole_word_masking, progress=progress)
-    train, held = pd.build_instances(tok_docs, cfg.max_seq_length, cfg.short_seq_prob, cfg.seed,
-                                     tokenizer.cls_token_id, tokenizer.sep_token_id, cfg.eval_instances,
-                                     cfg.dupe_factor)
+    train, held = pd.build_instances(
+        tok_docs,
+        cfg.max_seq_length,
+        cfg.short_seq_prob,
+        cfg.seed,
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        cfg.eval_instances,
+        cfg.dupe_factor,
+    )
     n_tokens = sum(len(x) for x in train.input_ids) + sum(len(x) for x in held.input_ids)
-    log.info("corpus: %d documents -> %d instances (dupe factor %d), %d tokens (%.1fs); NSP random-next "
-             "share %.3f", len(tok_docs), len(train) + len(held), cfg.dupe_factor, n_tokens,
-             time.perf_counter() - t0, float(train.next_sentence_label.mean()) if len(train) else 0.0)
+    log.info(
+        "corpus: %d documents -> %d instances (dupe factor %d), %d tokens (%.1fs); NSP random-next "
+        "share %.3f",
+        len(tok_docs),
+        len(train) + len(held),
+        cfg.dupe_factor,
+        n_tokens,
+        time.perf_counter() - t0,
+        float(train.next_sentence_label.mean()) if len(train) else 0.0,
+    )
     if len(tok_docs) == 1:
-        log.warning("the corpus is a single document, so NSP's random segments come from the same text; "
-                    "separate documents with blank lines or pass --one-doc-per-line")
+        log.warning(
+            "the corpus is a single document, so NSP's random segments come from the same text; "
+            "separate documents with blank lines or pass --one-doc-per-line"
+        )
     if len(train) < 1:
-        raise UserError(f"{', '.join(cfg.corpus)}: too little text for a single training instance; "
-                        f"give a larger corpus")
+        raise UserError(
+            f"{', '.join(cfg.corpus)}: too little text for a single training instance; give a larger corpus"
+        )
     return train, held
 
 
@@ -225,11 +302,15 @@ def default_output_dir() -> Path:
 def check_output_dir(cfg: PretrainConfig, out: Path) -> None:
     if cfg.resume:
         if not checkpoint.exists(out / "checkpoints" / "last"):
-            raise UserError(f"{out}: no checkpoint to resume (expected {out}/checkpoints/last); "
-                            f"check --output-dir or start without --resume")
+            raise UserError(
+                f"{out}: no checkpoint to resume (expected {out}/checkpoints/last); "
+                f"check --output-dir or start without --resume"
+            )
     elif out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise UserError(f"{out}: output directory exists and is not empty; pass --overwrite to replace it, "
-                        f"--resume to continue it, or choose another --output-dir")
+        raise UserError(
+            f"{out}: output directory exists and is not empty; pass --overwrite to replace it, "
+            f"--resume to continue it, or choose another --output-dir"
+        )
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:
@@ -282,15 +363,29 @@ def run(cfg: PretrainConfig) -> dict:
     # Saved without the run-control flags, so `--config run_config.yaml --resume` works after --overwrite.
     save_yaml(dataclasses.replace(cfg, overwrite=False, resume=False), out / "run_config.yaml")
     n_params = sum(p.numel() for p in model.parameters())
-    log.info("model: %d layers, hidden %d, %d heads, vocab %d, %.2fM parameters (%s)",
-             model.config.num_hidden_layers, model.config.hidden_size, model.config.num_attention_heads,
-             model.config.vocab_size, n_params / 1e6, cfg.model or "random init")
+    log.info(
+        "model: %d layers, hidden %d, %d heads, vocab %d, %.2fM parameters (%s)",
+        model.config.num_hidden_layers,
+        model.config.hidden_size,
+        model.config.num_attention_heads,
+        model.config.vocab_size,
+        n_params / 1e6,
+        cfg.model or "random init",
+    )
     log.info("instances: %d train, %d held out for evaluation", len(train_set), len(eval_set))
-    log.info("%d process(es) on %s, precision %s", accelerator.num_processes, accelerator.device,
-             accelerator.mixed_precision)
+    log.info(
+        "%d process(es) on %s, precision %s",
+        accelerator.num_processes,
+        accelerator.device,
+        accelerator.mixed_precision,
+    )
 
-    spec = pd.MaskSpec(mask_id=tokenizer.mask_token_id, special_ids=tuple(tokenizer.all_special_ids),
-                       vocab_size=len(tokenizer), mlm_probability=cfg.mlm_probability)
+    spec = pd.MaskSpec(
+        mask_id=tokenizer.mask_token_id,
+        special_ids=tuple(tokenizer.all_special_ids),
+        vocab_size=len(tokenizer),
+        mlm_probability=cfg.mlm_probability,
+    )
     dataset = pd.MaskedPairs(train_set, spec, cfg.seed, cfg.whole_word_masking, stream=0)
     eval_data = pd.MaskedPairs(eval_set, spec, cfg.seed, cfg.whole_word_masking, stream=1)
     collate = pd.PretrainCollator(tokenizer.pad_token_id)
@@ -298,8 +393,13 @@ def run(cfg: PretrainConfig) -> dict:
     # Private generators: creating a DataLoader iterator otherwise draws from the global torch RNG, so
     # the fresh iterator of a resumed run (or an evaluation) would shift every later dropout mask.
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, generator=torch.Generator())
-    eval_loader = DataLoader(eval_data, batch_size=cfg.eval_batch_size, shuffle=False, collate_fn=collate,
-                             generator=torch.Generator())
+    eval_loader = DataLoader(
+        eval_data,
+        batch_size=cfg.eval_batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        generator=torch.Generator(),
+    )
     objective = pd.PretrainingObjective(model)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     objective, optimizer, loader = accelerator.prepare(objective, optimizer, loader)
@@ -308,8 +408,16 @@ def run(cfg: PretrainConfig) -> dict:
     total_steps = min(step_limits) if step_limits else None
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
 
-    state = {"epoch": 0, "batches_done": 0, "global_step": 0, "elapsed_s": 0.0, "train_tokens": 0,
-             "train_seconds": 0.0, "stopped_by": None, "data_fingerprint": train_set.fingerprint()}
+    state = {
+        "epoch": 0,
+        "batches_done": 0,
+        "global_step": 0,
+        "elapsed_s": 0.0,
+        "train_tokens": 0,
+        "train_seconds": 0.0,
+        "stopped_by": None,
+        "data_fingerprint": train_set.fingerprint(),
+    }
     clock = {"start": time.perf_counter(), "base": 0.0}
 
     def elapsed() -> float:
@@ -323,19 +431,27 @@ def run(cfg: PretrainConfig) -> dict:
         return max(parts) if parts else 1.0
 
     # Not passed to accelerator.prepare: it would step the schedule once per process under DDP.
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(fraction(s), cfg.warmup_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(fraction(s), cfg.warmup_ratio)
+    )
     history: list[dict] = []
     ckpt_dir = out / "checkpoints" / "last"
     if cfg.resume:
         fingerprint = state["data_fingerprint"]
         state = checkpoint.load(ckpt_dir, accelerator.unwrap_model(objective).model, optimizer, scheduler)
         if state.get("data_fingerprint") != fingerprint:
-            raise UserError(f"{out}: the corpus, tokenizer or instance options differ from the interrupted run; "
-                            f"resume with the same --config {out}/run_config.yaml")
+            raise UserError(
+                f"{out}: the corpus, tokenizer or instance options differ from the interrupted run; "
+                f"resume with the same --config {out}/run_config.yaml"
+            )
         history = [h for h in _read_history(out / "metrics.jsonl") if h["step"] <= state["global_step"]]
         clock["base"] = state["elapsed_s"]
-        log.info("resumed at epoch %d, step %d (%.1f min in)", state["epoch"], state["global_step"],
-                 state["elapsed_s"] / 60)
+        log.info(
+            "resumed at epoch %d, step %d (%.1f min in)",
+            state["epoch"],
+            state["global_step"],
+            state["elapsed_s"] / 60,
+        )
 
     state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
     # RNG as of the last optimizer step: a Ctrl-C mid-batch must not save dropout draws of a batch
@@ -345,8 +461,14 @@ def run(cfg: PretrainConfig) -> dict:
     def save_checkpoint() -> None:
         state["elapsed_s"] = elapsed()
         if accelerator.is_main_process:
-            checkpoint.save(ckpt_dir, accelerator.unwrap_model(objective).model.state_dict(), optimizer, scheduler,
-                            state, boundary_rng)
+            checkpoint.save(
+                ckpt_dir,
+                accelerator.unwrap_model(objective).model.state_dict(),
+                optimizer,
+                scheduler,
+                state,
+                boundary_rng,
+            )
             _write_history(out / "metrics.jsonl", history)
         accelerator.wait_for_everyone()
 
@@ -355,8 +477,14 @@ def run(cfg: PretrainConfig) -> dict:
             return
         m = pd.evaluate(objective, eval_loader, accelerator.device)
         history.append({"type": "eval", "step": state["global_step"], "elapsed_s": round(elapsed(), 1)} | m)
-        log.info("eval step %d: mlm_loss=%.4f mlm_acc=%.4f nsp_loss=%.4f nsp_acc=%.4f", state["global_step"],
-                 m["mlm_loss"], m["mlm_accuracy"], m["nsp_loss"], m["nsp_accuracy"])
+        log.info(
+            "eval step %d: mlm_loss=%.4f mlm_acc=%.4f nsp_loss=%.4f nsp_acc=%.4f",
+            state["global_step"],
+            m["mlm_loss"],
+            m["mlm_accuracy"],
+            m["nsp_loss"],
+            m["nsp_accuracy"],
+        )
 
     def done() -> str | None:
         if total_steps is not None and state["global_step"] >= total_steps:
@@ -369,8 +497,12 @@ def run(cfg: PretrainConfig) -> dict:
     objective.train()
     if not cfg.resume:
         run_eval()  # step 0: the untrained baseline of the curves (and all there is with --max-steps 0)
-    bar = progress(total=total_steps, initial=state["global_step"], desc="pretrain",
-                   disable=not accelerator.is_main_process)
+    bar = progress(
+        total=total_steps,
+        initial=state["global_step"],
+        desc="pretrain",
+        disable=not accelerator.is_main_process,
+    )
     acc = pd.LossMeter()
     try:
         while not state["stopped_by"]:
@@ -383,13 +515,17 @@ def run(cfg: PretrainConfig) -> dict:
                 loader.set_epoch(state["epoch"])
             sampler.set_epoch(state["epoch"])
             dataset.set_epoch(state["epoch"])
-            batches = accelerator.skip_first_batches(loader, state["batches_done"]) if state["batches_done"] else loader
+            batches = (
+                accelerator.skip_first_batches(loader, state["batches_done"])
+                if state["batches_done"]
+                else loader
+            )
             t0 = time.perf_counter()
             micro = 0
             for batch in batches:
                 last = state["batches_done"] + micro + 1 >= len(loader)
                 boundary = (micro + 1) % cfg.gradient_accumulation_steps == 0 or last
-                with (nullcontext() if boundary else accelerator.no_sync(objective)), accelerator.autocast():
+                with nullcontext() if boundary else accelerator.no_sync(objective), accelerator.autocast():
                     r = objective(**batch)
                     loss = r["mlm_loss"] + r["nsp_loss"]
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
@@ -397,8 +533,9 @@ def run(cfg: PretrainConfig) -> dict:
                 acc.add(r, int(batch["attention_mask"].sum()) * accelerator.num_processes)
                 if not boundary:
                     continue
-                boundary_rng = optimizer_step(accelerator, objective, optimizer, scheduler, cfg.max_grad_norm, state,
-                                              micro, len(loader))
+                boundary_rng = optimizer_step(
+                    accelerator, objective, optimizer, scheduler, cfg.max_grad_norm, state, micro, len(loader)
+                )
                 micro = 0
                 bar.update(1)
                 step = state["global_step"]
@@ -409,8 +546,11 @@ def run(cfg: PretrainConfig) -> dict:
                     rec = acc.record(step, scheduler.get_last_lr()[0], elapsed())
                     state["train_tokens"] += rec.pop("_tokens")
                     history.append(rec)
-                    bar.set_postfix(mlm=f"{rec['mlm_loss']:.3f}", nsp=f"{rec['nsp_loss']:.3f}",
-                                    tok_s=f"{rec['tokens_per_s']:.0f}")
+                    bar.set_postfix(
+                        mlm=f"{rec['mlm_loss']:.3f}",
+                        nsp=f"{rec['nsp_loss']:.3f}",
+                        tok_s=f"{rec['tokens_per_s']:.0f}",
+                    )
                     log.debug("train %s", rec)
                     _write_history(out / "metrics.jsonl", history)
                 stop = done()
@@ -428,21 +568,35 @@ def run(cfg: PretrainConfig) -> dict:
     except KeyboardInterrupt:
         bar.close()
         save_checkpoint()
-        raise Interrupted(f"interrupted at step {state['global_step']}; checkpoint saved in {ckpt_dir}. "
-                          f"Continue with: bertcls pretrain --config {out}/run_config.yaml --resume") from None
+        raise Interrupted(
+            f"interrupted at step {state['global_step']}; checkpoint saved in {ckpt_dir}. "
+            f"Continue with: bertcls pretrain --config {out}/run_config.yaml --resume"
+        ) from None
     bar.close()
     if acc.batches:  # steps since the last log line
         rec = acc.record(state["global_step"], scheduler.get_last_lr()[0], elapsed())
         state["train_tokens"] += rec.pop("_tokens")
         history.append(rec)
     state["elapsed_s"] = elapsed()
-    log.info("pretraining done: %d steps in %.1f min (%s limit)", state["global_step"], elapsed() / 60,
-             state["stopped_by"])
+    log.info(
+        "pretraining done: %d steps in %.1f min (%s limit)",
+        state["global_step"],
+        elapsed() / 60,
+        state["stopped_by"],
+    )
     if not accelerator.is_main_process:
         return {}
-    return finish(cfg, out, accelerator.unwrap_model(objective).model, tokenizer, state, history, n_params,
-                  len(train_set), len(eval_set))
-
+    return finish(
+        cfg,
+        out,
+        accelerator.unwrap_model(objective).model,
+        tokenizer,
+        state,
+        history,
+        n_params,
+        len(train_set),
+        len(eval_set),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- save
@@ -457,8 +611,17 @@ def save_model_dir(model, tokenizer, out: Path) -> None:
     stage.rmdir()
 
 
-def finish(cfg: PretrainConfig, out: Path, model, tokenizer, state: dict, history: list[dict], n_params: int,
-           n_train: int, n_eval: int) -> dict:
+def finish(
+    cfg: PretrainConfig,
+    out: Path,
+    model,
+    tokenizer,
+    state: dict,
+    history: list[dict],
+    n_params: int,
+    n_train: int,
+    n_eval: int,
+) -> dict:
     from .io import atomic_write_text
 
     model.config.architectures = ["BertForPreTraining"]
@@ -468,16 +631,28 @@ def finish(cfg: PretrainConfig, out: Path, model, tokenizer, state: dict, histor
     secs = max(1e-9, state["train_seconds"])
     result = {
         "eval": {k: v for k, v in evals[-1].items() if k != "type"} if evals else None,
-        "train": {"steps": state["global_step"], "epochs_completed": state["epoch"],
-                  "stopped_by": state["stopped_by"], "minutes": round(state["elapsed_s"] / 60, 2), "train_seconds": round(secs, 2), "tokens": state["train_tokens"],
-                  "tokens_per_s": round(state["train_tokens"] / secs, 1),
-                  "steps_per_s": round(state["global_step"] / secs, 4),
-                  "precision": state["precision"],
-                  "n_train_instances": n_train, "n_eval_instances": n_eval},
-        "model": {"parameters": n_params, "layers": model.config.num_hidden_layers,
-                  "hidden": model.config.hidden_size, "heads": model.config.num_attention_heads,
-                  "intermediate": model.config.intermediate_size, "vocab_size": model.config.vocab_size,
-                  "init": cfg.model or "random"},
+        "train": {
+            "steps": state["global_step"],
+            "epochs_completed": state["epoch"],
+            "stopped_by": state["stopped_by"],
+            "minutes": round(state["elapsed_s"] / 60, 2),
+            "train_seconds": round(secs, 2),
+            "tokens": state["train_tokens"],
+            "tokens_per_s": round(state["train_tokens"] / secs, 1),
+            "steps_per_s": round(state["global_step"] / secs, 4),
+            "precision": state["precision"],
+            "n_train_instances": n_train,
+            "n_eval_instances": n_eval,
+        },
+        "model": {
+            "parameters": n_params,
+            "layers": model.config.num_hidden_layers,
+            "hidden": model.config.hidden_size,
+            "heads": model.config.num_attention_heads,
+            "intermediate": model.config.intermediate_size,
+            "vocab_size": model.config.vocab_size,
+            "init": cfg.model or "random",
+        },
         "output_dir": str(out),
     }
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
@@ -495,20 +670,35 @@ def plot_curves(history: list[dict], path: Path, title: str) -> None:
     series = {}
     for kind in ("train", "eval"):
         rows = [h for h in history if h["type"] == kind]
-        for key, name in (("mlm_loss", "MLM loss"), ("nsp_loss", "NSP loss"), ("mlm_accuracy", "MLM accuracy"),
-                          ("nsp_accuracy", "NSP accuracy")):
+        for key, name in (
+            ("mlm_loss", "MLM loss"),
+            ("nsp_loss", "NSP loss"),
+            ("mlm_accuracy", "MLM accuracy"),
+            ("nsp_accuracy", "NSP accuracy"),
+        ):
             series[f"{kind} {name}"] = ([h["step"] for h in rows], [h[key] for h in rows])
-    panels = {"MLM loss": ["train MLM loss", "eval MLM loss"], "NSP loss": ["train NSP loss", "eval NSP loss"],
-              "accuracy": ["train MLM accuracy", "eval MLM accuracy", "train NSP accuracy", "eval NSP accuracy"]}
+    panels = {
+        "MLM loss": ["train MLM loss", "eval MLM loss"],
+        "NSP loss": ["train NSP loss", "eval NSP loss"],
+        "accuracy": ["train MLM accuracy", "eval MLM accuracy", "train NSP accuracy", "eval NSP accuracy"],
+    }
     curves(series, path, "value", title, panels)
 
 
 def model_card(cfg: PretrainConfig, out: Path, result: dict) -> str:
     ev, tr, mo = result["eval"] or {}, result["train"], result["model"]
     hyper = {k: v for k, v in to_dict(cfg).items() if v not in (None, [], False)}
-    init = f"continued from `{cfg.model}`" if cfg.model else f"random initialisation, tokenizer `{cfg.tokenizer}`"
-    scores = (f"held-out MLM accuracy {ev['mlm_accuracy']:.4f} (loss {ev['mlm_loss']:.4f}), NSP accuracy "
-              f"{ev['nsp_accuracy']:.4f} on {ev['n']} instances" if ev else "no held-out evaluation")
+    init = (
+        f"continued from `{cfg.model}`"
+        if cfg.model
+        else f"random initialisation, tokenizer `{cfg.tokenizer}`"
+    )
+    scores = (
+        f"held-out MLM accuracy {ev['mlm_accuracy']:.4f} (loss {ev['mlm_loss']:.4f}), NSP accuracy "
+        f"{ev['nsp_accuracy']:.4f} on {ev['n']} instances"
+        if ev
+        else "no held-out evaluation"
+    )
     return f"""---
 library_name: transformers
 tags: [bertcls, bert, fill-mask, pretraining]
@@ -518,12 +708,12 @@ tags: [bertcls, bert, fill-mask, pretraining]
 
 A BERT (`BertForPreTraining`: MLM + NSP heads) pretrained with bertcls; {init}.
 
-- **Size**: {mo['layers']} layers, hidden {mo['hidden']}, {mo['heads']} heads, feed-forward {mo['intermediate']},
-  vocabulary {mo['vocab_size']}; {mo['parameters'] / 1e6:.2f}M parameters.
-- **Data**: {', '.join(f'`{c}`' for c in cfg.corpus)}; {tr['n_train_instances']} training instances of up to
-  {cfg.max_seq_length} tokens{', whole-word masking' if cfg.whole_word_masking else ''}.
-- **Training**: {tr['steps']} steps in {tr['minutes']} min ({tr['tokens_per_s']} tokens/s), stopped by the
-  {tr['stopped_by'] or 'no'} limit.
+- **Size**: {mo["layers"]} layers, hidden {mo["hidden"]}, {mo["heads"]} heads, feed-forward {mo["intermediate"]},
+  vocabulary {mo["vocab_size"]}; {mo["parameters"] / 1e6:.2f}M parameters.
+- **Data**: {", ".join(f"`{c}`" for c in cfg.corpus)}; {tr["n_train_instances"]} training instances of up to
+  {cfg.max_seq_length} tokens{", whole-word masking" if cfg.whole_word_masking else ""}.
+- **Training**: {tr["steps"]} steps in {tr["minutes"]} min ({tr["tokens_per_s"]} tokens/s), stopped by the
+  {tr["stopped_by"] or "no"} limit.
 - **Result**: {scores}. Curves in `learning_curve.png`, every logged value in `metrics.jsonl`.
 
 Fine-tune it: `bertcls train --model {out} --train-file train.csv`.
@@ -531,7 +721,7 @@ Fine-tune it: `bertcls train --model {out} --train-file train.csv`.
 ## Hyperparameters
 
 ```yaml
-{chr(10).join(f'{k}: {json.dumps(v, ensure_ascii=False)}' for k, v in hyper.items())}
+{chr(10).join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in hyper.items())}
 ```
 """
 

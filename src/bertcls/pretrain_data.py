@@ -46,7 +46,7 @@ def split_sentences(text: str) -> list[str]:
     out: list[str] = []
     start = 0
     for m in _BOUNDARY.finditer(text):
-        piece = text[start:m.end()].strip()
+        piece = text[start : m.end()].strip()
         if piece:
             out.append(piece)
         start = m.end()
@@ -78,13 +78,20 @@ def _jieba() -> Callable[[str], list[str]]:
     try:
         import jieba
     except ImportError:
-        raise UserError("whole-word masking of Chinese text needs jieba; run: pip install 'bertcls[zh]'") from None
+        raise UserError(
+            "whole-word masking of Chinese text needs jieba; run: pip install 'bertcls[zh]'"
+        ) from None
     jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
     return jieba.lcut
 
 
-def _word_starts(text: str, offsets: list[tuple[int, int]], ids: np.ndarray, is_cont: np.ndarray,
-                 cut: Callable[[str], list[str]] | None) -> np.ndarray:
+def _word_starts(
+    text: str,
+    offsets: list[tuple[int, int]],
+    ids: np.ndarray,
+    is_cont: np.ndarray,
+    cut: Callable[[str], list[str]] | None,
+) -> np.ndarray:
     starts = ~is_cont[ids]
     if cut is not None and has_cjk(text):
         # A token begins a word iff it starts where a jieba word starts (char offsets into ``text``)
@@ -95,8 +102,13 @@ def _word_starts(text: str, offsets: list[tuple[int, int]], ids: np.ndarray, is_
     return starts
 
 
-def tokenize_documents(tokenizer, docs: list[Document], whole_word: bool = False, batch_size: int = 4096,
-                       progress: Callable | None = None) -> list[list[Sentence]]:
+def tokenize_documents(
+    tokenizer,
+    docs: list[Document],
+    whole_word: bool = False,
+    batch_size: int = 4096,
+    progress: Callable | None = None,
+) -> list[list[Sentence]]:
     """Sentence-split and tokenize every document once, in batches on the Rust tokenizer.
 
     Word-start flags are recorded only for whole-word masking: WordPiece '##' pieces continue a word, and
@@ -120,7 +132,7 @@ def tokenize_documents(tokenizer, docs: list[Document], whole_word: bool = False
     out: list[list[Sentence]] = [[] for _ in docs]
     bar = progress(total=len(flat), desc="tokenize", unit="sent") if progress else None
     for i in range(0, len(flat), batch_size):
-        chunk = flat[i:i + batch_size]
+        chunk = flat[i : i + batch_size]
         for j, enc in enumerate(backend.encode_batch(chunk, add_special_tokens=False)):
             if not enc.ids:
                 continue
@@ -151,16 +163,29 @@ class Instances:
 
     def subset(self, idx) -> Instances:
         idx = list(idx)
-        return Instances([self.input_ids[i] for i in idx], self.len_a[idx], self.next_sentence_label[idx],
-                         [self.word_starts[i] for i in idx] if self.word_starts is not None else None,
-                         self.docs[idx] if self.docs is not None else None)
+        return Instances(
+            [self.input_ids[i] for i in idx],
+            self.len_a[idx],
+            self.next_sentence_label[idx],
+            [self.word_starts[i] for i in idx] if self.word_starts is not None else None,
+            self.docs[idx] if self.docs is not None else None,
+        )
 
     @staticmethod
     def concat(parts: list[Instances]) -> Instances:
-        ws = [w for p in parts for w in p.word_starts] if all(p.word_starts is not None for p in parts) else None
+        ws = (
+            [w for p in parts for w in p.word_starts]
+            if all(p.word_starts is not None for p in parts)
+            else None
+        )
         docs = np.concatenate([p.docs for p in parts]) if all(p.docs is not None for p in parts) else None
-        return Instances([x for p in parts for x in p.input_ids], np.concatenate([p.len_a for p in parts]),
-                         np.concatenate([p.next_sentence_label for p in parts]), ws, docs)
+        return Instances(
+            [x for p in parts for x in p.input_ids],
+            np.concatenate([p.len_a for p in parts]),
+            np.concatenate([p.next_sentence_label for p in parts]),
+            ws,
+            docs,
+        )
 
     def lengths(self) -> list[int]:
         return [len(x) for x in self.input_ids]
@@ -182,7 +207,7 @@ def _split_long(doc: list[Sentence], limit: int) -> list[Sentence]:
     out = []
     for ids, ws in doc:
         for k in range(0, len(ids), limit):
-            out.append((ids[k:k + limit], ws[k:k + limit] if ws is not None else None))
+            out.append((ids[k : k + limit], ws[k : k + limit] if ws is not None else None))
     return out
 
 
@@ -190,7 +215,9 @@ def _concat(parts: list[Sentence]) -> tuple[list[np.ndarray], list[np.ndarray] |
     return [p[0] for p in parts], ([p[1] for p in parts] if parts and parts[0][1] is not None else None)
 
 
-def _truncate_pair(len_a: int, len_b: int, max_tokens: int, rng: random.Random) -> tuple[tuple[int, int], ...]:
+def _truncate_pair(
+    len_a: int, len_b: int, max_tokens: int, rng: random.Random
+) -> tuple[tuple[int, int], ...]:
     """BERT's truncate_seq_pair as slice bounds: trim the longer side, from the front or back at random."""
     a0, a1, b0, b1 = 0, len_a, 0, len_b
     while (a1 - a0) + (b1 - b0) > max_tokens:
@@ -206,8 +233,14 @@ def _truncate_pair(len_a: int, len_b: int, max_tokens: int, rng: random.Random) 
     return (a0, a1), (b0, b1)
 
 
-def create_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_prob: float, seed: int,
-                     cls_id: int, sep_id: int) -> Instances:
+def create_instances(
+    docs: list[list[Sentence]],
+    max_seq_length: int,
+    short_seq_prob: float,
+    seed: int,
+    cls_id: int,
+    sep_id: int,
+) -> Instances:
     """Segment pairs as in the BERT paper: fill a chunk of consecutive sentences up to a target length
     (shorter with probability ``short_seq_prob``), cut it into A | B at a sentence boundary, and with
     probability 1/2 replace B by text from a random other document (NSP label 1).
@@ -265,8 +298,15 @@ def create_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_
                 if a1 > a0 and b1 > b0:
                     seq = np.concatenate([[cls_id], a[a0:a1], [sep_id], b[b0:b1], [sep_id]]).astype(np.int32)
                     if ws_out is not None:
-                        flags = np.concatenate([[False], np.concatenate(a_ws)[a0:a1], [False],
-                                                np.concatenate(b_ws)[b0:b1], [False]])
+                        flags = np.concatenate(
+                            [
+                                [False],
+                                np.concatenate(a_ws)[a0:a1],
+                                [False],
+                                np.concatenate(b_ws)[b0:b1],
+                                [False],
+                            ]
+                        )
                         # A segment may begin inside a word (random start, front truncation): its first
                         # token starts a masking unit, so no unit ever spans [SEP].
                         flags[1] = flags[a1 - a0 + 2] = True
@@ -278,12 +318,25 @@ def create_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_
                 chunk, length = [], 0
                 target = max_tokens if rng.random() >= short_seq_prob else rng.randint(2, max_tokens)
             i += 1
-    return Instances(ids_out, np.asarray(len_a, dtype=np.int32), np.asarray(labels, dtype=np.int64), ws_out,
-                     np.asarray(sources, dtype=np.int64).reshape(-1, 2))
+    return Instances(
+        ids_out,
+        np.asarray(len_a, dtype=np.int32),
+        np.asarray(labels, dtype=np.int64),
+        ws_out,
+        np.asarray(sources, dtype=np.int64).reshape(-1, 2),
+    )
 
 
-def build_instances(docs: list[list[Sentence]], max_seq_length: int, short_seq_prob: float, seed: int,
-                    cls_id: int, sep_id: int, eval_instances: int, dupe_factor: int = 1) -> tuple[Instances, Instances]:
+def build_instances(
+    docs: list[list[Sentence]],
+    max_seq_length: int,
+    short_seq_prob: float,
+    seed: int,
+    cls_id: int,
+    sep_id: int,
+    eval_instances: int,
+    dupe_factor: int = 1,
+) -> tuple[Instances, Instances]:
     """(train, held-out) instances, the training ones built ``dupe_factor`` times with different seeds.
 
     Google's create_pretraining_data.py does the same (``--dupe_factor``, 10 there): each copy cuts the
@@ -322,8 +375,13 @@ class MaskSpec:
         return ids[~np.isin(ids, self.special_ids)]
 
 
-def mask_tokens(ids: np.ndarray, word_starts: np.ndarray | None, spec: MaskSpec, rng: np.random.Generator,
-                random_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def mask_tokens(
+    ids: np.ndarray,
+    word_starts: np.ndarray | None,
+    spec: MaskSpec,
+    rng: np.random.Generator,
+    random_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """BERT masking of one sequence: returns (input ids, labels with -100 where nothing is predicted).
 
     ``round(mlm_probability * n)`` of the n non-special tokens are selected (at least one), whole words
@@ -388,9 +446,13 @@ class MaskedPairs(torch.utils.data.Dataset):
         ws = inst.word_starts[i] if self.whole_word else None
         ids, labels = mask_tokens(inst.input_ids[i], ws, self.spec, rng, self._random_ids)
         tt = np.zeros(len(ids), dtype=np.int64)
-        tt[int(inst.len_a[i]) + 2:] = 1
-        return {"input_ids": ids, "token_type_ids": tt, "labels": labels,
-                "next_sentence_label": int(inst.next_sentence_label[i])}
+        tt[int(inst.len_a[i]) + 2 :] = 1
+        return {
+            "input_ids": ids,
+            "token_type_ids": tt,
+            "labels": labels,
+            "next_sentence_label": int(inst.next_sentence_label[i]),
+        }
 
 
 class PretrainCollator:
@@ -412,8 +474,13 @@ class PretrainCollator:
             labels[i, :k] = torch.from_numpy(r["labels"])
             mask[i, :k] = 1
         nsp = torch.tensor([r["next_sentence_label"] for r in rows], dtype=torch.long)
-        return {"input_ids": ids, "token_type_ids": tt, "attention_mask": mask, "labels": labels,
-                "next_sentence_label": nsp}
+        return {
+            "input_ids": ids,
+            "token_type_ids": tt,
+            "attention_mask": mask,
+            "labels": labels,
+            "next_sentence_label": nsp,
+        }
 
 
 def split_eval(n: int, eval_instances: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -436,7 +503,9 @@ class PretrainingObjective(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, token_type_ids, attention_mask, labels, next_sentence_label):
-        out = self.model.bert(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask)
+        out = self.model.bert(
+            input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask
+        )
         seq, pooled = out[0], out[1]
         sel = labels != -100
         mlm_logits = self.model.cls.predictions(seq[sel]).float()
@@ -445,8 +514,10 @@ class PretrainingObjective(torch.nn.Module):
         mlm_loss = torch.nn.functional.cross_entropy(mlm_logits, targets)
         nsp_loss = torch.nn.functional.cross_entropy(nsp_logits, next_sentence_label)
         return {
-            "mlm_loss": mlm_loss, "nsp_loss": nsp_loss,
-            "mlm_correct": (mlm_logits.argmax(-1) == targets).sum().detach(), "mlm_n": sel.sum().detach(),
+            "mlm_loss": mlm_loss,
+            "nsp_loss": nsp_loss,
+            "mlm_correct": (mlm_logits.argmax(-1) == targets).sum().detach(),
+            "mlm_n": sel.sum().detach(),
             "nsp_correct": (nsp_logits.argmax(-1) == next_sentence_label).sum().detach(),
             "nsp_n": torch.tensor(len(next_sentence_label)),
         }
@@ -472,7 +543,14 @@ class LossMeter:
 
     def reset(self) -> None:
         self.batches = 0
-        self.sums = {"mlm_loss": 0.0, "nsp_loss": 0.0, "mlm_correct": 0, "mlm_n": 0, "nsp_correct": 0, "nsp_n": 0}
+        self.sums = {
+            "mlm_loss": 0.0,
+            "nsp_loss": 0.0,
+            "mlm_correct": 0,
+            "mlm_n": 0,
+            "nsp_correct": 0,
+            "nsp_n": 0,
+        }
         self.tokens = 0
         self.t0 = time.perf_counter()
 
@@ -488,16 +566,29 @@ class LossMeter:
     def scores(self) -> dict:
         s = self.sums
         m, n = max(1, s["mlm_n"]), max(1, s["nsp_n"])
-        return {"mlm_loss": s["mlm_loss"] / m, "mlm_accuracy": s["mlm_correct"] / m,
-                "mlm_perplexity": math.exp(min(50.0, s["mlm_loss"] / m)),
-                "nsp_loss": s["nsp_loss"] / n, "nsp_accuracy": s["nsp_correct"] / n}
+        return {
+            "mlm_loss": s["mlm_loss"] / m,
+            "mlm_accuracy": s["mlm_correct"] / m,
+            "mlm_perplexity": math.exp(min(50.0, s["mlm_loss"] / m)),
+            "nsp_loss": s["nsp_loss"] / n,
+            "nsp_accuracy": s["nsp_correct"] / n,
+        }
 
     def record(self, step: int, lr: float, elapsed: float) -> dict:
         """A training log record (tokens/s counts non-pad tokens); resets the sums."""
         dt = max(1e-9, time.perf_counter() - self.t0)
         sc = self.scores()
-        rec = {"type": "train", "step": step} | sc | {
-            "loss": sc["mlm_loss"] + sc["nsp_loss"], "lr": lr, "tokens_per_s": self.tokens / dt,
-            "sequences_per_s": self.sums["nsp_n"] / dt, "elapsed_s": round(elapsed, 1), "_tokens": self.tokens}
+        rec = (
+            {"type": "train", "step": step}
+            | sc
+            | {
+                "loss": sc["mlm_loss"] + sc["nsp_loss"],
+                "lr": lr,
+                "tokens_per_s": self.tokens / dt,
+                "sequences_per_s": self.sums["nsp_n"] / dt,
+                "elapsed_s": round(elapsed, 1),
+                "_tokens": self.tokens,
+            }
+        )
         self.reset()
         return rec

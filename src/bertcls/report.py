@@ -19,9 +19,20 @@ log = logging.getLogger("bertcls")
 
 # What a finished `bertcls train` run directory holds (besides tokenizer files, whose names depend on
 # the tokenizer, and checkpoints/ when --keep-checkpoints is set). Tested end to end.
-RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", META_FILE,
-             "run_config.yaml", "metrics.jsonl", "metrics.json", "learning_curve.png",
-             "confusion_matrix.png", "README.md", "train.log")
+RUN_FILES = (
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    META_FILE,
+    "run_config.yaml",
+    "metrics.jsonl",
+    "metrics.json",
+    "learning_curve.png",
+    "confusion_matrix.png",
+    "README.md",
+    "train.log",
+)
 
 
 def save_model_dir(model, tokenizer, meta: dict, out: Path) -> None:
@@ -36,8 +47,19 @@ def save_model_dir(model, tokenizer, meta: dict, out: Path) -> None:
     stage.rmdir()
 
 
-def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], multi: bool, state: dict,
-               history: list[dict], model_path: str, enc_val: list[dict]) -> dict:
+def finish_run(
+    cfg,
+    out: Path,
+    model,
+    tokenizer,
+    splits,
+    labels: list[str],
+    multi: bool,
+    state: dict,
+    history: list[dict],
+    model_path: str,
+    enc_val: list[dict],
+) -> dict:
     from .batching import encode
     from .finetune import label_summary, label_targets, scalar, score
 
@@ -51,24 +73,38 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
     if multi:
         y_val = np.stack(label_targets(splits.validation, labels, True)).astype(int)
         thresholds = metrics.tune_thresholds(metrics.sigmoid(val_logits), y_val)
-        val_m, _ = score(model, enc_val, splits.validation, labels, multi, cfg.eval_batch_size, pad,
-                         np.asarray(thresholds))
+        val_m, _ = score(
+            model, enc_val, splits.validation, labels, multi, cfg.eval_batch_size, pad, np.asarray(thresholds)
+        )
         log.info("tuned thresholds: %s", dict(zip(labels, thresholds)))
     result: dict = {"validation": val_m}
     shown, shown_name = val_m, "validation"
     if splits.test is not None:
         enc_test = encode(tokenizer, splits.test.texts, splits.test.pairs, cfg.max_length)
-        test_m, _ = score(model, enc_test, splits.test, labels, multi, cfg.eval_batch_size, pad,
-                          None if thresholds is None else np.asarray(thresholds))
+        test_m, _ = score(
+            model,
+            enc_test,
+            splits.test,
+            labels,
+            multi,
+            cfg.eval_batch_size,
+            pad,
+            None if thresholds is None else np.asarray(thresholds),
+        )
         result["test"] = test_m
         shown, shown_name = test_m, "test"
         log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(test_m).items() if k != "n"))
     result["train"] = {
-        "steps": state["global_step"], "epochs_completed": state["epoch"], "runtime_s": round(state["train_seconds"], 2),
+        "steps": state["global_step"],
+        "epochs_completed": state["epoch"],
+        "runtime_s": round(state["train_seconds"], 2),
         "samples_per_s": round(state["samples_seen"] / max(state["train_seconds"], 1e-9), 2),
-        "best_step": state["best_step"], "best_" + cfg.metric: state["best"], "stopped_early": state["stopped_early"],
+        "best_step": state["best_step"],
+        "best_" + cfg.metric: state["best"],
+        "stopped_early": state["stopped_early"],
         "precision": state["precision"],
-        "n_train": len(splits.train), "n_validation": len(splits.validation),
+        "n_train": len(splits.train),
+        "n_validation": len(splits.validation),
         "label_counts": label_summary(splits.train),
     }
     meta = {
@@ -89,12 +125,19 @@ def finish_run(cfg, out: Path, model, tokenizer, splits, labels: list[str], mult
     title = f"{cfg.name or out.name}"
     plots.learning_curve(history, out / "learning_curve.png", cfg.metric, title)
     if multi:
-        plots.multilabel_confusion(shown["per_label"], out / "confusion_matrix.png",
-                                   f"{shown_name} confusion matrix per label ({title})")
+        plots.multilabel_confusion(
+            shown["per_label"],
+            out / "confusion_matrix.png",
+            f"{shown_name} confusion matrix per label ({title})",
+        )
     else:
         cm = shown["confusion_matrix"]
-        plots.confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], out / "confusion_matrix.png",
-                               f"{shown_name} confusion matrix ({title})")
+        plots.confusion_matrix(
+            np.asarray(cm["matrix"]),
+            cm["labels"],
+            out / "confusion_matrix.png",
+            f"{shown_name} confusion matrix ({title})",
+        )
     atomic_write_text(out / "README.md", model_card(cfg, out, result, meta))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
@@ -115,7 +158,11 @@ def model_card(cfg, out: Path, result: dict, meta: dict) -> str:
     rows = []
     for split in ("validation", "test"):
         if split in result:
-            rows.append(f"| {split} | {result[split]['n']} | " + " | ".join(_fmt(result[split].get(k, '')) for k in keys) + " |")
+            rows.append(
+                f"| {split} | {result[split]['n']} | "
+                + " | ".join(_fmt(result[split].get(k, "")) for k in keys)
+                + " |"
+            )
     hyper = {k: v for k, v in to_dict(cfg).items() if v is not None and k not in ("name",)}
     tr = result["train"]
     labels = ", ".join(f"`{lab}`" for lab in meta["labels"])
@@ -128,20 +175,20 @@ tags: [bertcls, text-classification]
 
 # {name}
 
-A {'multi-label' if meta['task'] == 'multi_label' else 'single-label'} text classifier fine-tuned with
+A {"multi-label" if meta["task"] == "multi_label" else "single-label"} text classifier fine-tuned with
 bertcls {__version__} from base model `{cfg.model}`.
 
-- **Labels** ({len(meta['labels'])}): {labels}
-- **Training data**: {data}; {tr['n_train']} training rows, {tr['n_validation']} validation rows.
-  Label counts (train): {json.dumps(tr['label_counts'], ensure_ascii=False)}
-- **Training**: {tr['steps']} optimizer steps, {tr['runtime_s']} s, {tr['samples_per_s']} samples/s, precision {tr['precision']};
-  best validation {cfg.metric} at step {tr['best_step']}{' (stopped early)' if tr['stopped_early'] else ''}.
-{'- **Decision thresholds** (tuned per label on validation): ' + json.dumps(dict(zip(meta['labels'], meta['thresholds']))) if meta['thresholds'] else ''}
+- **Labels** ({len(meta["labels"])}): {labels}
+- **Training data**: {data}; {tr["n_train"]} training rows, {tr["n_validation"]} validation rows.
+  Label counts (train): {json.dumps(tr["label_counts"], ensure_ascii=False)}
+- **Training**: {tr["steps"]} optimizer steps, {tr["runtime_s"]} s, {tr["samples_per_s"]} samples/s, precision {tr["precision"]};
+  best validation {cfg.metric} at step {tr["best_step"]}{" (stopped early)" if tr["stopped_early"] else ""}.
+{"- **Decision thresholds** (tuned per label on validation): " + json.dumps(dict(zip(meta["labels"], meta["thresholds"]))) if meta["thresholds"] else ""}
 
 ## Metrics
 
-| split | n | {' | '.join(keys)} |
-|---|---|{'---|' * len(keys)}
+| split | n | {" | ".join(keys)} |
+|---|---|{"---|" * len(keys)}
 {chr(10).join(rows)}
 
 Full per-class reports and the confusion matrix are in `metrics.json`; curves in `learning_curve.png`,
@@ -168,6 +215,6 @@ bertcls predict {out} --file texts.csv --output predictions.csv
 ## Hyperparameters
 
 ```yaml
-{chr(10).join(f'{k}: {json.dumps(v, ensure_ascii=False)}' for k, v in hyper.items())}
+{chr(10).join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in hyper.items())}
 ```
 """

@@ -51,8 +51,11 @@ def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
 
     # We accumulate by hand (no_sync + explicit step) so accelerate is told 1 here. cpu=True without a GPU
     # is what lets accelerate see torchrun/`accelerate launch` variables and start gloo data-parallel.
-    return Accelerator(mixed_precision=resolve_precision(precision), gradient_accumulation_steps=1,
-                       cpu=not torch.cuda.is_available())
+    return Accelerator(
+        mixed_precision=resolve_precision(precision),
+        gradient_accumulation_steps=1,
+        cpu=not torch.cuda.is_available(),
+    )
 
 
 def setup_logging(path: str | os.PathLike | None, main_process: bool = True) -> logging.Logger:
@@ -87,8 +90,16 @@ def progress(**kwargs):
     return tqdm(**kwargs)
 
 
-def optimizer_step(accelerator, model, optimizer, scheduler, max_grad_norm: float, state: dict, micro: int,
-                   batches_per_epoch: int) -> dict:
+def optimizer_step(
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    max_grad_norm: float,
+    state: dict,
+    micro: int,
+    batches_per_epoch: int,
+) -> dict:
     """One optimizer step at an accumulation boundary, shared by `train` and `pretrain`: clip, step,
     schedule, zero grads, advance the loop counters (rolling over the epoch). Returns the RNG state at this
     boundary, which is what a checkpoint must save for an exact resume."""

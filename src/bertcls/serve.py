@@ -68,7 +68,9 @@ class ServeConfig:
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "port", self.port, "must be between 0 and 65535")
         require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "must be >= 1")
-        require(0 <= self.max_wait_ms <= 10_000, "max_wait_ms", self.max_wait_ms, "must be between 0 and 10000")
+        require(
+            0 <= self.max_wait_ms <= 10_000, "max_wait_ms", self.max_wait_ms, "must be between 0 and 10000"
+        )
         require(self.max_texts >= 1, "max_texts", self.max_texts, "must be >= 1")
         require(self.max_chars >= 1, "max_chars", self.max_chars, "must be >= 1")
         require(self.max_queue >= self.max_texts, "max_queue", self.max_queue, "must be >= --max-texts")
@@ -145,27 +147,41 @@ class Metrics:
         self.texts += size
 
     def render(self, queued: int) -> str:
-        out = ["# HELP bertcls_requests_total HTTP requests by endpoint, method and status code.",
-               "# TYPE bertcls_requests_total counter"]
+        out = [
+            "# HELP bertcls_requests_total HTTP requests by endpoint, method and status code.",
+            "# TYPE bertcls_requests_total counter",
+        ]
         for (endpoint, method, status), n in sorted(self.requests.items()):
-            out.append(f'bertcls_requests_total{{endpoint="{_label(endpoint)}",method="{method}",'
-                       f'status="{status}"}} {n}')
-        out += ["# HELP bertcls_request_duration_seconds Time from request to response, by endpoint.",
-                "# TYPE bertcls_request_duration_seconds histogram"]
+            out.append(
+                f'bertcls_requests_total{{endpoint="{_label(endpoint)}",method="{method}",'
+                f'status="{status}"}} {n}'
+            )
+        out += [
+            "# HELP bertcls_request_duration_seconds Time from request to response, by endpoint.",
+            "# TYPE bertcls_request_duration_seconds histogram",
+        ]
         for endpoint, h in sorted(self.latency.items()):
             out += h.lines("bertcls_request_duration_seconds", f'endpoint="{_label(endpoint)}"')
-        out += ["# HELP bertcls_batch_size Texts per model call (micro-batches).",
-                "# TYPE bertcls_batch_size histogram", *self.batch_size.lines("bertcls_batch_size"),
-                "# HELP bertcls_batch_seconds Model time per micro-batch.",
-                "# TYPE bertcls_batch_seconds histogram", *self.batch_seconds.lines("bertcls_batch_seconds"),
-                "# HELP bertcls_texts_total Texts classified.", "# TYPE bertcls_texts_total counter",
-                f"bertcls_texts_total {self.texts}",
-                "# HELP bertcls_rejected_busy_total Requests refused with 503 because the queue was full.",
-                "# TYPE bertcls_rejected_busy_total counter", f"bertcls_rejected_busy_total {self.rejected_busy}",
-                "# HELP bertcls_queue_texts Texts waiting for the model.", "# TYPE bertcls_queue_texts gauge",
-                f"bertcls_queue_texts {queued}",
-                "# HELP bertcls_model_info The model being served.", "# TYPE bertcls_model_info gauge",
-                "bertcls_model_info{" + ",".join(f'{k}="{_label(v)}"' for k, v in self.info.items()) + "} 1"]
+        out += [
+            "# HELP bertcls_batch_size Texts per model call (micro-batches).",
+            "# TYPE bertcls_batch_size histogram",
+            *self.batch_size.lines("bertcls_batch_size"),
+            "# HELP bertcls_batch_seconds Model time per micro-batch.",
+            "# TYPE bertcls_batch_seconds histogram",
+            *self.batch_seconds.lines("bertcls_batch_seconds"),
+            "# HELP bertcls_texts_total Texts classified.",
+            "# TYPE bertcls_texts_total counter",
+            f"bertcls_texts_total {self.texts}",
+            "# HELP bertcls_rejected_busy_total Requests refused with 503 because the queue was full.",
+            "# TYPE bertcls_rejected_busy_total counter",
+            f"bertcls_rejected_busy_total {self.rejected_busy}",
+            "# HELP bertcls_queue_texts Texts waiting for the model.",
+            "# TYPE bertcls_queue_texts gauge",
+            f"bertcls_queue_texts {queued}",
+            "# HELP bertcls_model_info The model being served.",
+            "# TYPE bertcls_model_info gauge",
+            "bertcls_model_info{" + ",".join(f'{k}="{_label(v)}"' for k, v in self.info.items()) + "} 1",
+        ]
         return "\n".join(out) + "\n"
 
 
@@ -183,8 +199,14 @@ class MicroBatcher:
     uses its own intra-op threads — is never called concurrently) and resolves the futures. Under load the
     queue refills while a batch runs, so batches fill up without waiting."""
 
-    def __init__(self, predict: Callable[[list[str], list[str] | None], np.ndarray], max_batch: int,
-                 max_wait: float, max_queue: int, metrics: Metrics):
+    def __init__(
+        self,
+        predict: Callable[[list[str], list[str] | None], np.ndarray],
+        max_batch: int,
+        max_wait: float,
+        max_queue: int,
+        metrics: Metrics,
+    ):
         self.predict = predict
         self.max_batch = max_batch
         self.max_wait = max_wait
@@ -340,14 +362,19 @@ class RequestGuard:
             length = dict(scope.get("headers") or []).get(b"content-length")
             too_big = length is not None and length.isdigit() and int(length) > self.max_body
             if too_big:
-                await _send_json(send_status, 413, {"detail": f"request body over {self.max_body} bytes; "
-                                                              f"send fewer or shorter texts"})
+                await _send_json(
+                    send_status,
+                    413,
+                    {"detail": f"request body over {self.max_body} bytes; send fewer or shorter texts"},
+                )
             else:
-                await self.app(scope, self._bounded(receive, send_status) if length is None else receive,
-                               send_status)
+                await self.app(
+                    scope, self._bounded(receive, send_status) if length is None else receive, send_status
+                )
         finally:
-            self.metrics.observe_request(endpoint, scope.get("method", ""), status["code"],
-                                         time.perf_counter() - start)
+            self.metrics.observe_request(
+                endpoint, scope.get("method", ""), status["code"], time.perf_counter() - start
+            )
 
     def _bounded(self, receive: Callable, send: Callable) -> Callable:
         """A body without Content-Length (chunked): stop reading past the limit."""
@@ -361,8 +388,9 @@ class RequestGuard:
                     # FastAPI lets HTTPExceptions from reading the body through (other errors become 400).
                     from fastapi import HTTPException
 
-                    raise HTTPException(413, detail=f"request body over {self.max_body} bytes; "
-                                                    f"send fewer or shorter texts")
+                    raise HTTPException(
+                        413, detail=f"request body over {self.max_body} bytes; send fewer or shorter texts"
+                    )
             return message
 
         return wrapped
@@ -370,8 +398,13 @@ class RequestGuard:
 
 async def _send_json(send: Callable, status: int, payload: dict) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -395,18 +428,37 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
     labels: list[str] = list(clf.labels)
     pair_model = bool(clf.meta.get("text_pair_column"))
     name = Path(cfg.model_dir).name or str(cfg.model_dir)
-    metrics = Metrics({"model": name, "backend": clf.backend, "task": clf.meta.get("task", "single_label"),
-                       "version": __version__})
-    batcher = MicroBatcher(lambda t, p: clf.predict_proba(t, p), cfg.max_batch_size, cfg.max_wait_ms / 1000,
-                           cfg.max_queue, metrics)
+    metrics = Metrics(
+        {
+            "model": name,
+            "backend": clf.backend,
+            "task": clf.meta.get("task", "single_label"),
+            "version": __version__,
+        }
+    )
+    batcher = MicroBatcher(
+        lambda t, p: clf.predict_proba(t, p),
+        cfg.max_batch_size,
+        cfg.max_wait_ms / 1000,
+        cfg.max_queue,
+        metrics,
+    )
 
     class ClassifyRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid", json_schema_extra={
-            "examples": [{"texts": ["a gorgeous, moving film", "two hours I will never get back"], "top_k": 2}]})
-        texts: list[str] = Field(description=f"Texts to classify: 1 to {cfg.max_texts}, each at most "
-                                             f"{cfg.max_chars} characters.")
-        text_pairs: list[str] | None = Field(None, description="Second texts, one per text (only for models "
-                                                               "trained on text pairs).")
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={
+                "examples": [
+                    {"texts": ["a gorgeous, moving film", "two hours I will never get back"], "top_k": 2}
+                ]
+            },
+        )
+        texts: list[str] = Field(
+            description=f"Texts to classify: 1 to {cfg.max_texts}, each at most {cfg.max_chars} characters."
+        )
+        text_pairs: list[str] | None = Field(
+            None, description="Second texts, one per text (only for models trained on text pairs)."
+        )
         top_k: int = Field(1, ge=0, description="Labels with scores to return per text, best first; 0 = all.")
 
     class LabelScore(BaseModel):
@@ -414,9 +466,13 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
         score: float
 
     class Result(BaseModel):
-        label: str | list[str] = Field(description="The predicted label (a list of labels for multi-label models).")
-        score: float | None = Field(description="Probability of the predicted label (multi-label: the highest "
-                                                "among the predicted labels; null if none).")
+        label: str | list[str] = Field(
+            description="The predicted label (a list of labels for multi-label models)."
+        )
+        score: float | None = Field(
+            description="Probability of the predicted label (multi-label: the highest "
+            "among the predicted labels; null if none)."
+        )
         top_k: list[LabelScore] = Field(description="The top_k labels with their probabilities, best first.")
 
     class ClassifyResponse(BaseModel):
@@ -431,14 +487,19 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="bertcls", version=__version__, lifespan=lifespan,
-                  description=f"Text classification with `{name}` ({clf.backend} backend). Labels: "
-                              + ", ".join(f"`{lab}`" for lab in labels))
+    app = FastAPI(
+        title="bertcls",
+        version=__version__,
+        lifespan=lifespan,
+        description=f"Text classification with `{name}` ({clf.backend} backend). Labels: "
+        + ", ".join(f"`{lab}`" for lab in labels),
+    )
     app.state.batcher = batcher
     app.state.metrics = metrics
     known = {"paths": set()}
-    app.add_middleware(RequestGuard, metrics=metrics, known_paths=lambda: known["paths"],
-                       max_body=body_limit(cfg))
+    app.add_middleware(
+        RequestGuard, metrics=metrics, known_paths=lambda: known["paths"], max_body=body_limit(cfg)
+    )
     bearer = HTTPBearer(auto_error=False, description=f"Needed when the server has {TOKEN_ENV} set.")
 
     async def check_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -446,17 +507,23 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
             return
         given = creds.credentials if creds is not None else ""
         if not secrets.compare_digest(given.encode(), token.encode()):
-            raise HTTPException(401, detail="missing or wrong API token; send the header "
-                                            "'Authorization: Bearer <token>'",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                detail="missing or wrong API token; send the header 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse({"detail": "the request body is not valid JSON; send "
-                                           '{"texts": ["..."], "top_k": 1} with Content-Type: application/json'},
-                                status_code=400)
+            return JSONResponse(
+                {
+                    "detail": "the request body is not valid JSON; send "
+                    '{"texts": ["..."], "top_k": 1} with Content-Type: application/json'
+                },
+                status_code=400,
+            )
         parts = []
         for e in errors:
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
@@ -467,27 +534,40 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
 
     auth = [Depends(check_token)]
 
-    @app.post("/v1/classify", response_model=ClassifyResponse, dependencies=auth,
-              summary="Classify texts", responses={401: {"description": "Missing or wrong token"},
-                                                   413: {"description": "Too many or too long texts"},
-                                                   503: {"description": "Server busy; retry"}})
+    @app.post(
+        "/v1/classify",
+        response_model=ClassifyResponse,
+        dependencies=auth,
+        summary="Classify texts",
+        responses={
+            401: {"description": "Missing or wrong token"},
+            413: {"description": "Too many or too long texts"},
+            503: {"description": "Server busy; retry"},
+        },
+    )
     async def classify(req: ClassifyRequest) -> dict:
         n = len(req.texts)
         if n == 0:
             raise HTTPException(422, detail="texts is empty; send at least one text")
         if n > cfg.max_texts:
-            raise HTTPException(413, detail=f"{n} texts in one request; the limit is {cfg.max_texts}; "
-                                            f"split them over several requests")
+            raise HTTPException(
+                413,
+                detail=f"{n} texts in one request; the limit is {cfg.max_texts}; "
+                f"split them over several requests",
+            )
         for field_name, values in (("texts", req.texts), ("text_pairs", req.text_pairs or [])):
             for i, t in enumerate(values):
                 if len(t) > cfg.max_chars:
-                    raise HTTPException(413, detail=f"{field_name}[{i}] has {len(t)} characters; the limit is "
-                                                    f"{cfg.max_chars}")
+                    raise HTTPException(
+                        413, detail=f"{field_name}[{i}] has {len(t)} characters; the limit is {cfg.max_chars}"
+                    )
         for i, t in enumerate(req.texts):
             if not t.strip():
                 raise HTTPException(422, detail=f"texts[{i}] is empty; every text needs some words")
         if req.text_pairs is not None and len(req.text_pairs) != n:
-            raise HTTPException(422, detail=f"{n} texts but {len(req.text_pairs)} text_pairs; give one pair per text")
+            raise HTTPException(
+                422, detail=f"{n} texts but {len(req.text_pairs)} text_pairs; give one pair per text"
+            )
         if pair_model and req.text_pairs is None:
             raise HTTPException(422, detail="this model classifies text pairs; send text_pairs, one per text")
         if not pair_model and req.text_pairs is not None:
@@ -496,8 +576,9 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
             probs = await batcher.submit(list(req.texts), req.text_pairs)
         except Busy:
             metrics.rejected_busy += 1
-            raise HTTPException(503, detail="server busy: too many texts waiting; retry shortly",
-                                headers={"Retry-After": "1"}) from None
+            raise HTTPException(
+                503, detail="server busy: too many texts waiting; retry shortly", headers={"Retry-After": "1"}
+            ) from None
         except Exception:  # logged by the worker; the client gets a plain 500 without internals
             raise HTTPException(500, detail="inference failed; see the server log") from None
         k = len(labels) if req.top_k == 0 else min(req.top_k, len(labels))
@@ -509,20 +590,34 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
                 score = max((float(p[labels.index(x)]) for x in lab), default=None)
             else:
                 score = float(p[labels.index(lab)])
-            results.append({"label": lab, "score": None if score is None else round(score, 6),
-                            "top_k": [{"label": labels[j], "score": round(float(p[j]), 6)} for j in top]})
+            results.append(
+                {
+                    "label": lab,
+                    "score": None if score is None else round(score, 6),
+                    "top_k": [{"label": labels[j], "score": round(float(p[j]), 6)} for j in top],
+                }
+            )
         return {"model": name, "results": results}
 
     @app.get("/v1/model", dependencies=auth, summary="The served model: labels, task, training metrics")
     async def model_info() -> dict:
         meta = clf.meta
         info = {
-            "name": name, "labels": labels, "task": meta.get("task", "single_label"),
-            "base_model": meta.get("base_model"), "metrics": meta.get("metrics") or {},
-            "max_length": clf.max_length, "text_pairs": pair_model, "backend": clf.backend,
+            "name": name,
+            "labels": labels,
+            "task": meta.get("task", "single_label"),
+            "base_model": meta.get("base_model"),
+            "metrics": meta.get("metrics") or {},
+            "max_length": clf.max_length,
+            "text_pairs": pair_model,
+            "backend": clf.backend,
             "bertcls_version": __version__,
-            "limits": {"max_texts": cfg.max_texts, "max_chars": cfg.max_chars,
-                       "max_batch_size": cfg.max_batch_size, "max_wait_ms": cfg.max_wait_ms},
+            "limits": {
+                "max_texts": cfg.max_texts,
+                "max_chars": cfg.max_chars,
+                "max_batch_size": cfg.max_batch_size,
+                "max_wait_ms": cfg.max_wait_ms,
+            },
         }
         if clf.multi_label:
             info["thresholds"] = dict(zip(labels, (round(float(t), 6) for t in clf.thresholds)))
@@ -534,22 +629,28 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
     @app.get("/healthz", summary="Liveness: 200 while the batch worker runs")
     async def healthz() -> JSONResponse:
         ok = batcher.alive
-        return JSONResponse({"status": "ok" if ok else "batch worker stopped", "model": name},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ok" if ok else "batch worker stopped", "model": name}, status_code=200 if ok else 503
+        )
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(batcher.queued),
-                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(
+            metrics.render(batcher.queued), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     page = page_html(token is not None)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
         # Self-contained page: nothing may load from elsewhere (the host may be offline).
-        csp = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'")
-        return HTMLResponse(page, headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff"})
+        csp = (
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+        )
+        return HTMLResponse(
+            page, headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff"}
+        )
 
     known["paths"] = {getattr(r, "path", "") for r in app.routes}
     return app
@@ -561,26 +662,33 @@ def run(cfg: ServeConfig) -> dict:
 
     from .classifier import TextClassifier
 
-    clf = TextClassifier.from_pretrained(cfg.model_dir, backend=cfg.backend, threads=cfg.threads,
-                                         onnx_dir=cfg.onnx_dir)
+    clf = TextClassifier.from_pretrained(
+        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
+    )
     app = create_app(clf, cfg)
     auth = bool(os.environ.get(TOKEN_ENV))
     if cfg.host not in LOOPBACK and not auth:
-        print(f"bertcls serve: warning: listening on {cfg.host} without a token; anyone who can reach this "
-              f"port can use the model (set {TOKEN_ENV} to require one)", file=sys.stderr)
+        print(
+            f"bertcls serve: warning: listening on {cfg.host} without a token; anyone who can reach this "
+            f"port can use the model (set {TOKEN_ENV} to require one)",
+            file=sys.stderr,
+        )
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
-    print(f"bertcls serve: {cfg.model_dir} ({cfg.backend}, labels: {', '.join(clf.labels)}) on "
-          f"http://{shown}:{cfg.port}/  (API docs: /docs; token required: {'yes' if auth else 'no'})",
-          file=sys.stderr)
+    print(
+        f"bertcls serve: {cfg.model_dir} ({cfg.backend}, labels: {', '.join(clf.labels)}) on "
+        f"http://{shown}:{cfg.port}/  (API docs: /docs; token required: {'yes' if auth else 'no'})",
+        file=sys.stderr,
+    )
     try:
         uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
     except SystemExit as e:  # uvicorn logs why it could not start (address in use, ...) and exits 1
         if e.code not in (0, None):
-            raise UserError(f"cannot serve on {cfg.host}:{cfg.port} (see the message above); "
-                            f"pick another --port or --host") from None
+            raise UserError(
+                f"cannot serve on {cfg.host}:{cfg.port} (see the message above); "
+                f"pick another --port or --host"
+            ) from None
     return {"stopped": True}
 
 
 def summarize(result: dict) -> str:
     return ""
-
