@@ -87,7 +87,7 @@ def hf_reference(a) -> dict:
         set_seed,
     )
 
-    from bertcls.models import resolve_model
+    from bertcls.core.models import resolve_model
 
     t0 = time.perf_counter()
     set_seed(a.seed)
@@ -216,7 +216,7 @@ def main() -> None:
 
     import torch
 
-    from bertcls.runtime import cpu_has_fast_bf16
+    from bertcls.core.runtime import cpu_has_fast_bf16
 
     ours = run_ours(a)
     print("bertcls:", json.dumps(ours), flush=True)

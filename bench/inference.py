@@ -10,7 +10,7 @@ On a labelled CSV (e.g. SST-2 test) with a fine-tuned model directory, measures 
 for each thread count in --threads. Every (backend, threads) runs in a fresh subprocess with torch,
 onnxruntime, OpenMP and the tokenizer's thread pool all set to that count, so settings cannot leak
 between runs. Timing covers tokenization + inference over all texts after a short warm-up (model load
-is reported separately). Missing ONNX exports are created first with `bertcls.export.run`. Prints a
+is reported separately). Missing ONNX exports are created first with `bertcls.deploy.export.run`. Prints a
 table with speed ratios against the pipeline and writes JSON (default bench/results/inference_<model>.json).
 
     python bench/inference.py --model-dir runs/sst2 --data ../shared/data/sst2/test.csv
@@ -184,10 +184,10 @@ def run_worker(a: argparse.Namespace, backend: str, threads: int) -> dict:
 
 def ensure_exports(a: argparse.Namespace) -> dict:
     """Create the ONNX exports the run needs (in this process, before any timing)."""
-    from bertcls.errors import UserError
-    from bertcls.export import ExportConfig
-    from bertcls.export import run as export
-    from bertcls.onnx_backend import MODEL_FILE, read_report
+    from bertcls.core.errors import UserError
+    from bertcls.deploy.export import ExportConfig
+    from bertcls.deploy.export import run as export
+    from bertcls.deploy.onnx_backend import MODEL_FILE, read_report
 
     meta_file = Path(a.model_dir) / "bertcls.json"
     trained_col = (json.loads(meta_file.read_text()) if meta_file.is_file() else {}).get(
@@ -223,7 +223,7 @@ def ensure_exports(a: argparse.Namespace) -> dict:
 
 def cpu_features() -> list[str]:
     """The CPU flags that decide int8/bf16 speed (VNNI: fast int8 dot products; BF16/AMX: fast bf16)."""
-    from bertcls.runtime import cpu_flags
+    from bertcls.core.runtime import cpu_flags
 
     return sorted(
         f

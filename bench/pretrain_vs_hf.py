@@ -1,7 +1,7 @@
 """Pretraining throughput: `bertcls pretrain` against the Hugging Face reference recipe, side by side.
 
 Same corpus, tokenizer, model size, seed, batch size, sequence length, learning rate and warm-up, and the
-same segment-pair instances (built by bertcls.pretrain_data with the same seed). The HF side is the
+same segment-pair instances (built by bertcls.pretrain.instances with the same seed). The HF side is the
 standard recipe: `BertForPreTraining` (full-vocabulary MLM logits at every position) trained by `Trainer`
 with `DataCollatorForLanguageModeling(mlm_probability=0.15)` (dynamic padding to the longest sequence in
 a random batch, masks drawn by the collator), NSP labels supplied from the instances. Each side runs in
@@ -120,9 +120,9 @@ def hf_reference(a, tokenizer: str) -> dict:
         set_seed,
     )
 
-    from bertcls import pretrain_data as pd
-    from bertcls.corpora import load_corpora
-    from bertcls.pretrain import PRESETS
+    from bertcls.pretrain import instances as pd
+    from bertcls.pretrain.corpora import load_corpora
+    from bertcls.pretrain.pretrain import PRESETS
 
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(tokenizer)

@@ -22,7 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def read(path: Path) -> tuple[list[str], list[str]]:
-    from bertcls.data import Columns, load
+    from bertcls.core.data import Columns, load
 
     data = load(path, Columns())  # the package's reader: same formats and row-level errors as 'bertcls train'
     return data.texts, data.labels
@@ -86,7 +86,7 @@ def main() -> None:
         "max_length": args.max_length,
         "results": results,
     }
-    from bertcls.io import atomic_write_text
+    from bertcls.core.io import atomic_write_text
 
     atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bertcls.batching import Collator, LengthGroupedBatchSampler, encode
+from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
 
 
 def test_sampler_covers_every_index_once_and_is_a_function_of_epoch():

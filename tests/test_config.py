@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bertcls.config import add_arguments, field_docs, resolve
-from bertcls.errors import UserError
-from bertcls.finetune import TrainConfig
+from bertcls.core.config import add_arguments, field_docs, resolve
+from bertcls.core.errors import UserError
+from bertcls.train.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_shipped_configs_validate(path):
     data = yaml.safe_load(path.read_text())
     cmd = next(c for c in COMMANDS if c.name.replace(" ", "-") == path.parent.name)
     _, cls = build_parser(cmd)
-    from bertcls.config import from_dict
+    from bertcls.core.config import from_dict
 
     cfg = from_dict(cls, data, source=str(path))
     assert cfg is not None

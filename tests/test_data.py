@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from helpers import sentiment_rows, write_csv, write_jsonl
 
-from bertcls.data import Columns, load, split_validation
-from bertcls.errors import UserError
+from bertcls.core.data import Columns, load, split_validation
+from bertcls.core.errors import UserError
 
 COLS = Columns()
 

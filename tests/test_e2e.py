@@ -16,7 +16,7 @@ SST2 = SHARED / "sst2"
 
 
 def test_builtin_datasets_load_offline_with_fixed_splits():
-    from bertcls.datasets import load_builtin
+    from bertcls.core.datasets import load_builtin
 
     tr, va, te = load_builtin("tweets")
     assert tr.label_set() == {"negative", "neutral", "positive"}

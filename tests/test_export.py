@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bertcls.cli import main
-from bertcls.errors import UserError
+from bertcls.core.errors import UserError
 
 TEXTS = [
     "the film was great great",
@@ -89,7 +89,7 @@ def test_int8_export(int8_export, fp32_export, model_copy):
 
 
 def test_failed_parity_check_writes_nothing(model_copy, tmp_path, monkeypatch, capsys):
-    from bertcls import onnx_backend
+    from bertcls.deploy import onnx_backend
 
     real = onnx_backend.OnnxModel.logits
     # A broken export: labels swapped. The check must catch it and leave no directory behind.
@@ -189,7 +189,7 @@ def test_missing_dependency_names_the_extra(model_copy, monkeypatch, capsys):
 def test_vocab_texts_vary_in_length():
     from transformers import BertTokenizerFast
 
-    from bertcls.export import vocab_texts
+    from bertcls.deploy.export import vocab_texts
 
     tok = BertTokenizerFast(
         vocab={

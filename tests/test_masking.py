@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from bertcls import pretrain_data as pd
+from bertcls.pretrain import instances as pd
 
 CLS, SEP, MASK = 2, 3, 4
 SPECIAL = (0, 1, 2, 3, 4)
@@ -239,7 +239,7 @@ def test_whole_word_masking_english_groups_wordpieces(en_tokenizer):
 
 def test_whole_word_masking_chinese_uses_jieba_words(tmp_path):
     jieba = pytest.importorskip("jieba")
-    from bertcls.tokenizer_train import build_tokenizer, wrap
+    from bertcls.pretrain.tokenizer import build_tokenizer, wrap
 
     text = "我们在北京大学学习自然语言处理。今天天气很好，我们去公园散步。"
     tok = wrap(build_tokenizer([text] * 5, 200, True, 1), True)

@@ -12,7 +12,7 @@ from helpers import FILLER, NEG, POS
 from safetensors.torch import load_file
 
 from bertcls.cli import main
-from bertcls.pretrain import RUN_FILES
+from bertcls.pretrain.pretrain import RUN_FILES
 
 SUBJECTS = ["the film", "the movie", "the story", "the acting", "the plot"]
 
@@ -347,7 +347,7 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
 def test_dropout_option_applies_to_the_run_but_not_the_saved_config(corpus, tokenizer_dir, tmp_path):
     from transformers import BertConfig, BertForPreTraining
 
-    from bertcls.pretrain import set_dropout
+    from bertcls.pretrain.pretrain import set_dropout
 
     model = BertForPreTraining(
         BertConfig(

@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from bertcls.errors import UserError
-from bertcls.serve import TOKEN_ENV, Busy, Metrics, MicroBatcher, ServeConfig, create_app
+from bertcls.core.errors import UserError
+from bertcls.deploy.serve import TOKEN_ENV, Busy, Metrics, MicroBatcher, ServeConfig, create_app
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402

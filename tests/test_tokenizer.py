@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bertcls.cli import main
-from bertcls.corpora import _untag, exclude_overlap, load_corpus, read_text_file
+from bertcls.pretrain.corpora import _untag, exclude_overlap, load_corpus, read_text_file
 
 ZH = [
     "我们在北京大学学习自然语言处理。今天天气很好，我们去公园散步。",

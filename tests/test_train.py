@@ -12,7 +12,7 @@ from helpers import sentiment_rows, train_args, write_csv, write_jsonl
 from safetensors.torch import load_file
 
 from bertcls.cli import main
-from bertcls.report import RUN_FILES
+from bertcls.core.report import RUN_FILES
 
 
 def test_run_dir_has_exactly_the_promised_files(trained_tiny):

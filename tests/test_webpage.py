@@ -42,7 +42,7 @@ def free_port() -> int:
 def running_server(clf, model_dir: Path) -> Iterator[str]:
     import uvicorn
 
-    from bertcls.serve import ServeConfig, create_app
+    from bertcls.deploy.serve import ServeConfig, create_app
 
     port = free_port()
     app = create_app(clf, ServeConfig(model_dir=str(model_dir), port=port))

@@ -10,7 +10,7 @@ __all__ = ["TextClassifier", "__version__"]
 def __getattr__(name: str):
     # Lazy: `import bertcls` (and `bertcls --help`) must not pay for importing torch/transformers.
     if name == "TextClassifier":
-        from .classifier import TextClassifier
+        from bertcls.classifier import TextClassifier
 
         return TextClassifier
     raise AttributeError(name)

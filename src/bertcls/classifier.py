@@ -10,8 +10,8 @@ from typing import Any, overload
 
 import numpy as np
 
-from .errors import UserError
-from .models import META_FILE, check_model_dir, check_vocab, read_meta
+from bertcls.core.errors import UserError
+from bertcls.core.models import META_FILE, check_model_dir, check_vocab, read_meta
 
 BACKENDS = ("torch", "onnx")
 
@@ -59,7 +59,7 @@ class TextClassifier:
         path = str(path)
         hf_cfg = check_model_dir(path, need_classifier=True)
         meta = meta_from_config(hf_cfg) | read_meta(path)
-        from .models import load_tokenizer
+        from bertcls.core.models import load_tokenizer
 
         tokenizer = load_tokenizer(path)
         if threads:
@@ -67,7 +67,7 @@ class TextClassifier:
 
             torch.set_num_threads(threads)
         if backend == "onnx":
-            from .onnx_backend import OnnxModel
+            from bertcls.deploy.onnx_backend import OnnxModel
 
             model = OnnxModel.load(path, threads=threads, onnx_dir=onnx_dir)
         else:
@@ -87,7 +87,7 @@ class TextClassifier:
         """Write an HF-format directory (config with label names, tokenizer, safetensors) + bertcls.json."""
         if self.backend != "torch":
             raise UserError("save_pretrained needs the torch backend; load with backend='torch'")
-        from .io import atomic_write_text
+        from bertcls.core.io import atomic_write_text
 
         Path(path).mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
@@ -96,7 +96,7 @@ class TextClassifier:
 
     # ---- prediction -------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
-        from .batching import encode
+        from bertcls.core.batching import encode
 
         return encode(self.tokenizer, texts, pairs, self.max_length)
 
@@ -104,12 +104,12 @@ class TextClassifier:
         encodings = self.encode(texts, pairs)
         if self.backend == "onnx":
             return self.model.logits(encodings, self.batch_size, self.tokenizer.pad_token_id)
-        from .batching import batched_logits
+        from bertcls.core.batching import batched_logits
 
         return batched_logits(self.model, encodings, self.batch_size, self.tokenizer.pad_token_id)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        from .metrics import sigmoid, softmax
+        from bertcls.core.metrics import sigmoid, softmax
 
         return sigmoid(logits) if self.multi_label else softmax(logits)
 

@@ -14,8 +14,8 @@ import json
 import sys
 from dataclasses import dataclass
 
-from . import __version__
-from .errors import UserError
+from bertcls import __version__
+from bertcls.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -28,21 +28,28 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "train", "bertcls.finetune", "TrainConfig", "fine-tune a BERT checkpoint for text classification"
+        "train", "bertcls.train.train", "TrainConfig", "fine-tune a BERT checkpoint for text classification"
     ),
-    Command("evaluate", "bertcls.evaluate", "EvaluateConfig", "score a trained model on a labelled file"),
-    Command("predict", "bertcls.predict", "PredictConfig", "label a file (or stdin lines), streaming"),
     Command(
-        "tokenizer train", "bertcls.tokenizer_train", "TokenizerConfig", "train a BERT WordPiece vocabulary"
+        "evaluate", "bertcls.train.evaluate", "EvaluateConfig", "score a trained model on a labelled file"
+    ),
+    Command("predict", "bertcls.deploy.predict", "PredictConfig", "label a file (or stdin lines), streaming"),
+    Command(
+        "tokenizer train",
+        "bertcls.pretrain.tokenizer",
+        "TokenizerConfig",
+        "train a BERT WordPiece vocabulary",
     ),
     Command(
         "pretrain",
-        "bertcls.pretrain",
+        "bertcls.pretrain.pretrain",
         "PretrainConfig",
         "pretrain BERT with MLM + NSP (from scratch or continued)",
     ),
-    Command("export", "bertcls.export", "ExportConfig", "export a trained model to ONNX (optionally int8)"),
-    Command("serve", "bertcls.serve", "ServeConfig", "serve a trained model over HTTP"),
+    Command(
+        "export", "bertcls.deploy.export", "ExportConfig", "export a trained model to ONNX (optionally int8)"
+    ),
+    Command("serve", "bertcls.deploy.serve", "ServeConfig", "serve a trained model over HTTP"),
 )
 
 
@@ -74,7 +81,7 @@ def find_command(argv: list[str]) -> tuple[Command | None, list[str]]:
 
 
 def build_parser(cmd: Command) -> tuple[argparse.ArgumentParser, type]:
-    from .config import add_arguments
+    from bertcls.core.config import add_arguments
 
     module = importlib.import_module(cmd.module)
     cls = getattr(module, cmd.config)
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser, cls = build_parser(cmd)
         ns = parser.parse_args(rest)
-        from .config import resolve
+        from bertcls.core.config import resolve
 
         cfg = resolve(cls, ns)
         module = importlib.import_module(cmd.module)

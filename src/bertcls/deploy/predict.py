@@ -17,10 +17,10 @@ from typing import Literal
 
 import numpy as np
 
-from .config import POSITIONAL, require
-from .data import detect_format, iter_records
-from .errors import UserError
-from .io import atomic_open
+from bertcls.core.config import POSITIONAL, require
+from bertcls.core.data import detect_format, iter_records
+from bertcls.core.errors import UserError
+from bertcls.core.io import atomic_open
 
 
 @dataclass
@@ -99,8 +99,8 @@ def _chunks(records, size: int):
 
 
 def run(cfg: PredictConfig) -> dict:
-    from .classifier import TextClassifier
-    from .data import Columns, check_columns
+    from bertcls.classifier import TextClassifier
+    from bertcls.core.data import Columns, check_columns
 
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir

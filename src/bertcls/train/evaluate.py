@@ -12,10 +12,10 @@ from typing import Literal
 
 import numpy as np
 
-from . import metrics, plots
-from .config import POSITIONAL, require
-from .data import Columns, TextData, load
-from .io import atomic_write_text, staged_dir
+from bertcls.core import metrics, plots
+from bertcls.core.config import POSITIONAL, require
+from bertcls.core.data import Columns, TextData, load
+from bertcls.core.io import atomic_write_text, staged_dir
 
 
 @dataclass
@@ -61,7 +61,7 @@ class EvaluateConfig:
 
 def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
     if cfg.dataset:
-        from .datasets import load_builtin
+        from bertcls.core.datasets import load_builtin
 
         _, val, test = load_builtin(cfg.dataset)
         return test if cfg.split == "test" else val
@@ -80,7 +80,7 @@ def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
 
 
 def run(cfg: EvaluateConfig) -> dict:
-    from .classifier import TextClassifier
+    from bertcls.classifier import TextClassifier
 
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir

@@ -20,11 +20,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from . import checkpoint, metrics
-from .config import POSITIONAL, OptimArgs, require, save_yaml
-from .data import Columns, TextData, label_counts, load, split_validation
-from .errors import UserError
-from .runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core import checkpoint, metrics
+from bertcls.core.config import POSITIONAL, OptimArgs, require, save_yaml
+from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
+from bertcls.core.errors import UserError
+from bertcls.core.runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
 
 log = logging.getLogger("bertcls")
 
@@ -97,7 +97,7 @@ class TrainConfig(OptimArgs):
             "give exactly one of --train-file or --dataset",
         )
         if self.dataset:
-            from .datasets import BUILTIN
+            from bertcls.core.datasets import BUILTIN
 
             require(self.dataset in BUILTIN, "dataset", self.dataset, f"choose one of {', '.join(BUILTIN)}")
             require(
@@ -164,7 +164,7 @@ class Splits:
 
 def load_splits(cfg: TrainConfig) -> Splits:
     if cfg.dataset:
-        from .datasets import load_builtin
+        from bertcls.core.datasets import load_builtin
 
         train, val, test = load_builtin(cfg.dataset)
     else:
@@ -257,7 +257,7 @@ def prepare_output_dir(cfg: TrainConfig) -> Path:
 def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
-    from .models import check_vocab
+    from bertcls.core.models import check_vocab
 
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -298,7 +298,7 @@ def score(
     thresholds: np.ndarray | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits)."""
-    from .batching import batched_logits
+    from bertcls.core.batching import batched_logits
 
     logits = batched_logits(model, enc, batch_size, pad_id)
     if multi:
@@ -321,8 +321,8 @@ def run(cfg: TrainConfig) -> dict:
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
-    from .batching import Collator, LengthGroupedBatchSampler, encode
-    from .models import load_tokenizer, resolve_model
+    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
+    from bertcls.core.models import load_tokenizer, resolve_model
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
@@ -547,7 +547,7 @@ def run(cfg: TrainConfig) -> dict:
         from safetensors.torch import load_file
 
         final.load_state_dict(load_file(str(best_dir / "model.safetensors")), strict=False)
-    from .report import finish_run
+    from bertcls.core.report import finish_run
 
     return finish_run(cfg, out, final, tokenizer, splits, labels, multi, state, history, model_path, enc_val)
 
@@ -562,7 +562,7 @@ def _save_weights(model, directory: Path) -> None:
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    from .io import atomic_write_text
+    from bertcls.core.io import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
 

@@ -29,13 +29,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .config import POSITIONAL, require
-from .errors import UserError
+from bertcls.core.config import POSITIONAL, require
+from bertcls.core.errors import UserError
 
 INSTALL = "pip install 'bertcls[serve]'"
 TOKEN_ENV = "BERTCLS_API_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-log = logging.getLogger("bertcls.serve")
+log = logging.getLogger("bertcls.deploy.serve")
 
 
 @dataclass
@@ -324,7 +324,7 @@ class MicroBatcher:
 def page_html(auth: bool) -> str:
     from importlib import resources
 
-    text = resources.files("bertcls").joinpath("static", "index.html").read_text(encoding="utf-8")
+    text = resources.files("bertcls.deploy").joinpath("static", "index.html").read_text(encoding="utf-8")
     return text.replace("__BERTCLS_AUTH__", "true" if auth else "false")
 
 
@@ -420,7 +420,7 @@ def create_app(classifier: Any, cfg: ServeConfig) -> Any:
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from pydantic import BaseModel, ConfigDict, Field
 
-    from . import __version__
+    from bertcls import __version__
 
     token = os.environ.get(TOKEN_ENV) or None  # read once: the service's auth is fixed at start-up
     clf = classifier
@@ -660,7 +660,7 @@ def run(cfg: ServeConfig) -> dict:
     _require_deps()
     import uvicorn
 
-    from .classifier import TextClassifier
+    from bertcls.classifier import TextClassifier
 
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir

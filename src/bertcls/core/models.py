@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import UserError
+from bertcls.core.errors import UserError
 
 # Aliases resolve to directories shipped inside PyPI packages, so the default works with no hub access.
 ALIASES = {

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, metrics, plots
-from .config import to_dict
-from .io import atomic_write_text
-from .models import META_FILE
+from bertcls import __version__
+from bertcls.core import metrics, plots
+from bertcls.core.config import to_dict
+from bertcls.core.io import atomic_write_text
+from bertcls.core.models import META_FILE
 
 log = logging.getLogger("bertcls")
 
@@ -60,8 +61,8 @@ def finish_run(
     model_path: str,
     enc_val: list[dict],
 ) -> dict:
-    from .batching import encode
-    from .finetune import label_summary, label_targets, scalar, score
+    from bertcls.core.batching import encode
+    from bertcls.train.train import label_summary, label_targets, scalar, score
 
     pad = tokenizer.pad_token_id
     thresholds = None

@@ -23,10 +23,10 @@ from typing import Literal
 
 import torch
 
-from . import checkpoint
-from .config import OptimArgs, require, save_yaml, to_dict
-from .errors import UserError
-from .runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core import checkpoint
+from bertcls.core.config import OptimArgs, require, save_yaml, to_dict
+from bertcls.core.errors import UserError
+from bertcls.core.runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
 
 log = logging.getLogger("bertcls")
 
@@ -174,7 +174,7 @@ class PretrainConfig(OptimArgs):
 
 # ---------------------------------------------------------------------------------------------------- setup
 def load_pretrain_tokenizer(cfg: PretrainConfig, model_path: str | None):
-    from .models import load_tokenizer
+    from bertcls.core.models import load_tokenizer
 
     if model_path is None:
         p = Path(cfg.tokenizer).expanduser()
@@ -208,7 +208,7 @@ def load_pretrain_tokenizer(cfg: PretrainConfig, model_path: str | None):
 def build_model(cfg: PretrainConfig, model_path: str | None, tokenizer):
     from transformers import BertConfig, BertForPreTraining
 
-    from .models import check_vocab
+    from bertcls.core.models import check_vocab
 
     if model_path is None:
         bc = BertConfig(
@@ -244,8 +244,8 @@ def build_model(cfg: PretrainConfig, model_path: str | None, tokenizer):
 
 def prepare_data(cfg: PretrainConfig, tokenizer):
     """Corpus -> (train instances, eval instances). Everything here can fail on user input."""
-    from . import pretrain_data as pd
-    from .corpora import exclude_overlap, load_corpora, read_texts
+    from bertcls.pretrain import instances as pd
+    from bertcls.pretrain.corpora import exclude_overlap, load_corpora, read_texts
 
     docs = load_corpora(cfg.corpus, cfg.one_doc_per_line)
     if cfg.exclude_file:
@@ -336,10 +336,10 @@ def run(cfg: PretrainConfig) -> dict:
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
 
-    from . import pretrain_data as pd
-    from .batching import LengthGroupedBatchSampler
-    from .corpora import check_exclude_files, check_specs
-    from .models import resolve_model
+    from bertcls.core.batching import LengthGroupedBatchSampler
+    from bertcls.core.models import resolve_model
+    from bertcls.pretrain import instances as pd
+    from bertcls.pretrain.corpora import check_exclude_files, check_specs
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
@@ -622,7 +622,7 @@ def finish(
     n_train: int,
     n_eval: int,
 ) -> dict:
-    from .io import atomic_write_text
+    from bertcls.core.io import atomic_write_text
 
     model.config.architectures = ["BertForPreTraining"]
     save_model_dir(model, tokenizer, out)
@@ -665,7 +665,7 @@ def finish(
 
 
 def plot_curves(history: list[dict], path: Path, title: str) -> None:
-    from .plots import curves
+    from bertcls.core.plots import curves
 
     series = {}
     for kind in ("train", "eval"):
@@ -727,7 +727,7 @@ Fine-tune it: `bertcls train --model {out} --train-file train.csv`.
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    from .io import atomic_write_text
+    from bertcls.core.io import atomic_write_text
 
     atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
 

@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 
-from .errors import UserError
+from bertcls.core.errors import UserError
 
 T = TypeVar("T")
 
@@ -239,7 +239,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_yaml(cfg: Any, path: str | os.PathLike) -> None:
-    from .io import atomic_write_text
+    from bertcls.core.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 

@@ -20,8 +20,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from .datasets import package_dir
-from .errors import UserError
+from bertcls.core.datasets import package_dir
+from bertcls.core.errors import UserError
 
 Document = list[str]
 EXTRA = "pip install 'bertcls[zh]'"
@@ -143,7 +143,7 @@ def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
     ``flag`` names the option in error messages: the same reader serves ``--exclude-file`` and table corpora.
     """
     _require_texts_file(path, flag)
-    from .data import FORMATS, records_from_lines
+    from bertcls.core.data import FORMATS, records_from_lines
 
     raw = read_utf8(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:

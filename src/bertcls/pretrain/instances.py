@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .corpora import Document
-from .errors import UserError
+from bertcls.core.errors import UserError
+from bertcls.pretrain.corpora import Document
 
 log = logging.getLogger("bertcls")
 

@@ -18,7 +18,7 @@ def _plt():
 
 
 def _save(fig, path: str | os.PathLike) -> None:
-    from .io import atomic_open
+    from bertcls.core.io import atomic_open
 
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")

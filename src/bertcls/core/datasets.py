@@ -11,8 +11,8 @@ import io
 import re
 from pathlib import Path
 
-from .data import TextData
-from .errors import UserError
+from bertcls.core.data import TextData
+from bertcls.core.errors import UserError
 
 SPLIT_SEED = 20260101
 EXTRA = "pip install 'bertcls[datasets]'"

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from bertcls.core.errors import UserError
 
 
 class Interrupted(UserError):
@@ -103,7 +103,7 @@ def optimizer_step(
     """One optimizer step at an accumulation boundary, shared by `train` and `pretrain`: clip, step,
     schedule, zero grads, advance the loop counters (rolling over the epoch). Returns the RNG state at this
     boundary, which is what a checkpoint must save for an exact resume."""
-    from .checkpoint import rng_state
+    from bertcls.core.checkpoint import rng_state
 
     if max_grad_norm:
         accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from bertcls.core.errors import UserError
 
 FORMATS = {
     ".csv": "csv",

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .config import require, save_yaml
-from .errors import UserError
+from bertcls.core.config import require, save_yaml
+from bertcls.core.errors import UserError
 
 log = logging.getLogger("bertcls")
 
@@ -123,9 +123,9 @@ def wrap(tok, lowercase: bool, model_max_length: int = 512):
 
 
 def run(cfg: TokenizerConfig) -> dict:
-    from .corpora import check_specs, iter_paragraphs, load_corpora
-    from .io import staged_dir
-    from .runtime import setup_logging
+    from bertcls.core.io import staged_dir
+    from bertcls.core.runtime import setup_logging
+    from bertcls.pretrain.corpora import check_specs, iter_paragraphs, load_corpora
 
     out = Path(cfg.output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not cfg.overwrite:

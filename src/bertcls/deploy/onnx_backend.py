@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
+from bertcls.core.errors import UserError
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export_report.json"
@@ -34,7 +34,7 @@ def import_onnxruntime(hint: str = EXPORT_HINT):
 
 def weights_digest(model_dir: str | os.PathLike) -> dict | None:
     """Name, size and sha256 of the model's weights: lets a load notice an export of older weights."""
-    from .models import WEIGHT_FILES
+    from bertcls.core.models import WEIGHT_FILES
 
     for name in WEIGHT_FILES:
         f = Path(model_dir) / name
@@ -174,7 +174,7 @@ class OnnxModel:
 
         Padding goes on the right: the fused attention of the optimised graph derives sequence lengths
         from the mask and assumes that layout."""
-        from .batching import sorted_batches
+        from bertcls.core.batching import sorted_batches
 
         if not encodings:
             return np.zeros((0, self.num_labels), dtype=np.float32)

@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .config import POSITIONAL, require
-from .errors import UserError
-from .io import atomic_write_text, staged_dir
-from .onnx_backend import MODEL_FILE, REPORT_FILE, OnnxModel, weights_digest
+from bertcls.core.config import POSITIONAL, require
+from bertcls.core.errors import UserError
+from bertcls.core.io import atomic_write_text, staged_dir
+from bertcls.deploy.onnx_backend import MODEL_FILE, REPORT_FILE, OnnxModel, weights_digest
 
 INSTALL = "pip install 'bertcls[export]'"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -129,7 +129,7 @@ def vocab_texts(tokenizer: Any, n: int, max_length: int, seed: int = 0) -> list[
 
 
 def file_texts(path: str, meta: dict, n: int) -> tuple[list[str], list[str] | None]:
-    from .data import detect_format, iter_records
+    from bertcls.core.data import detect_format, iter_records
 
     p = Path(path)
     fmt = detect_format(p)
@@ -175,7 +175,7 @@ def _dummy_inputs(encodings: list[dict], pad_id: int, type_vocab_size: int) -> t
     """Two padded rows taken from real encodings. The tracer records one path through the model, so the
     example must contain padding (a mask that is all ones lets transformers skip building the mask) and
     a second segment where the model has one."""
-    from .batching import Collator
+    from bertcls.core.batching import Collator
 
     enc = sorted(encodings, key=lambda e: len(e["input_ids"]))
     longest = enc[-1]
@@ -345,9 +345,9 @@ def run(cfg: ExportConfig) -> dict:
     import torch
     import transformers
 
-    from . import __version__
-    from .batching import batched_logits
-    from .classifier import TextClassifier
+    from bertcls import __version__
+    from bertcls.classifier import TextClassifier
+    from bertcls.core.batching import batched_logits
 
     t0 = time.perf_counter()
     clf = TextClassifier.from_pretrained(cfg.model_dir, backend="torch", threads=cfg.threads, device="cpu")

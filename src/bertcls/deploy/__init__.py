@@ -1,0 +1,1 @@
+"""Inference and deployment verbs: ``bertcls predict``, ``bertcls export``, ``bertcls serve``."""

@@ -1,0 +1,1 @@
+"""Vocabulary and pretraining verbs: ``bertcls tokenizer train``, ``bertcls pretrain``."""

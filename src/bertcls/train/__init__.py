@@ -1,0 +1,1 @@
+"""Fine-tuning and evaluation verbs: ``bertcls train``, ``bertcls evaluate``."""
