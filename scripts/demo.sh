@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+. scripts/venv.sh
 export HF_HUB_OFFLINE=1
 bertcls train --config configs/train/minilm-tweets.yaml
