@@ -15,7 +15,16 @@ SINGLE_LABEL_METRICS = (
     "recall_macro",
     "loss",
 )
-MULTI_LABEL_METRICS = ("f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss", "loss")
+MULTI_LABEL_METRICS = (
+    "f1_micro",
+    "f1_macro",
+    "f1_samples",
+    "subset_accuracy",
+    "hamming_loss",
+    "ap_macro",
+    "ap_micro",
+    "loss",
+)
 LOWER_IS_BETTER = {"loss", "hamming_loss"}
 
 
@@ -102,8 +111,11 @@ def multi_label(
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, average=avg, zero_division=0)
         out[f"precision_{avg}"], out[f"recall_{avg}"], out[f"f1_{avg}"] = float(p), float(r), float(f)
     out["jaccard_samples"] = float(jaccard_score(y_true, y_pred, average="samples", zero_division=0))
+    ranking = {}
     if logits is not None:
         out["loss"] = bce(logits, y_true.astype(np.float32))
+        ranking = ranking_scores(y_true, sigmoid(logits))
+        out.update({k: v for k, v in ranking.items() if k != "per_label"})
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0)
     # One 2x2 matrix per label ([[tn, fp], [fn, tp]]): a single matrix over label sets does not exist.
     cms = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(len(labels))))
@@ -118,8 +130,36 @@ def multi_label(
             "fn": int(cms[i][1][0]),
             "tp": int(cms[i][1][1]),
         }
+        | {k: v[i] for k, v in ranking.get("per_label", {}).items()}
         for i, lab in enumerate(labels)
     }
+    return out
+
+
+def ranking_scores(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """Threshold-free multi-label scores: average precision (area under the PR curve) and ROC-AUC, per
+    label and macro/micro. They show whether the model ranks a label's texts above the rest even where
+    F1 at some threshold is 0. A label with no positive (or no negative) example has no AP/AUC: None,
+    left out of the macro means."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    y = y_true.astype(int)
+    ap: list[float | None] = []
+    auc: list[float | None] = []
+    for j in range(y.shape[1]):
+        pos = int(y[:, j].sum())
+        ap.append(float(average_precision_score(y[:, j], probs[:, j])) if pos else None)
+        auc.append(float(roc_auc_score(y[:, j], probs[:, j])) if 0 < pos < len(y) else None)
+
+    def mean(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return float(np.mean(kept)) if kept else None
+
+    out: dict = {"ap_macro": mean(ap), "roc_auc_macro": mean(auc), "per_label": {"ap": ap, "roc_auc": auc}}
+    if y.any():
+        out["ap_micro"] = float(average_precision_score(y.ravel(), probs.ravel()))
+    if 0 < y.sum() < y.size:
+        out["roc_auc_micro"] = float(roc_auc_score(y.ravel(), probs.ravel()))
     return out
 
 
