@@ -258,7 +258,7 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
             which = f"texts[{e.index}]" + (f" or text_pairs[{e.index}]" if req.text_pairs else "")
             raise Rejected(
                 422,
-                f"{which} cannot be classified: the model's tokenizer rejected it "
+                f"{which} cannot be classified: the tokenizer or model rejected it "
                 f"({type(e.error).__name__}); send plain, well-formed text",
             ) from None
         except Exception:  # logged by the batcher; the client gets a plain 500 without internals

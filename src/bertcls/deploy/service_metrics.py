@@ -19,6 +19,7 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from starlette.routing import Match
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -33,8 +34,6 @@ def method_label(method: str) -> str:
 
 def endpoint_label(scope: dict, routes: Iterable[Any]) -> str:
     """The template of the route the request matches (fully, or by path only: a 405), else ``other``."""
-    from starlette.routing import Match
-
     for route in routes:
         match, _ = route.matches(scope)
         if match is not Match.NONE:
