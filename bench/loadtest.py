@@ -8,6 +8,13 @@ writes JSON (default bench/results/loadtest_<model>_<backend>_c<N>.json).
 
     python bench/loadtest.py --model-dir runs/sst2 --backend onnx --concurrency 16 --duration 20
     python bench/loadtest.py --url http://127.0.0.1:8000 --concurrency 1 --duration 10   # a running server
+
+``--attack-surrogate`` adds one attacking client that loops requests carrying a lone surrogate (JSON
+``"\ud800"``, which once made the tokenizer fail the whole micro-batch) alongside the honest clients, and
+reports the honest clients' failures and the attacker's status codes (the service should answer it 422
+and fail no honest request; the exit status is 1 if any honest request failed):
+
+    python bench/loadtest.py --model-dir runs/sst2 --concurrency 8 --duration 10 --attack-surrogate
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+FAILED_BATCHES = "bertcls_failed_batches_total"
+# Raw bytes: a JSON encoder would refuse to encode the lone surrogate itself; the escape is valid JSON.
+ATTACK_BODIES = (rb'{"texts": ["\ud800"]}', rb'{"texts": ["a fine film", "\ud800"]}')
 SAMPLE = [
     "a gorgeous, witty and deeply moving film",
     "the plot is a mess and the jokes fall flat",
@@ -69,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     p.add_argument("--out", help="JSON output path")
+    p.add_argument(
+        "--attack-surrogate",
+        action="store_true",
+        help="add one client looping lone-surrogate requests; report honest failures under attack",
+    )
     a = p.parse_args(argv)
     if not 1 <= a.concurrency <= 256:
         p.error("--concurrency must be between 1 and 256")
@@ -163,7 +178,8 @@ def stop_service(proc: subprocess.Popen) -> None:
 
 def scrape(metrics_text: str) -> dict[str, float]:
     out = {}
-    for name in ("bertcls_batch_size_sum", "bertcls_batch_size_count", "bertcls_texts_total"):
+    names = ("bertcls_batch_size_sum", "bertcls_batch_size_count", "bertcls_texts_total", FAILED_BATCHES)
+    for name in names:
         m = re.search(rf"^{name} (\S+)$", metrics_text, re.M)
         out[name] = float(m.group(1)) if m else 0.0
     return out
@@ -175,9 +191,11 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
     headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
     # One connection more than the clients: the /metrics snapshots must not queue behind a busy client
     # (with a single client they otherwise ran only after the whole window, and measured nothing).
-    limits = httpx.Limits(max_connections=a.concurrency + 1, max_keepalive_connections=a.concurrency + 1)
+    conns = a.concurrency + 1 + int(a.attack_surrogate)
+    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    attack_statuses: Counter[str] = Counter()
     state = {"measured": 0, "last_done": 0.0, "cursor": 0}
     async with httpx.AsyncClient(
         base_url=url, limits=limits, timeout=a.timeout, headers=headers, trust_env=False
@@ -210,12 +228,28 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
                     statuses[status] += 1
                     state["last_done"] = max(state["last_done"], t1)
 
+        async def attacker() -> None:
+            i = 0
+            while time.perf_counter() < end:
+                body = ATTACK_BODIES[i % len(ATTACK_BODIES)]
+                i += 1
+                try:
+                    r = await client.post(
+                        "/v1/classify", content=body, headers={"content-type": "application/json"}
+                    )
+                    status = str(r.status_code)
+                except httpx.HTTPError as e:
+                    status = type(e).__name__
+                if time.perf_counter() >= window_start:
+                    attack_statuses[status] += 1
+
         async def snapshot_at_window_start() -> None:
             nonlocal before
             await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
             before = scrape((await client.get("/metrics")).text)
 
-        await asyncio.gather(snapshot_at_window_start(), *(one_client() for _ in range(a.concurrency)))
+        clients = [one_client() for _ in range(a.concurrency)] + ([attacker()] if a.attack_surrogate else [])
+        await asyncio.gather(snapshot_at_window_start(), *clients)
         after = scrape((await client.get("/metrics")).text)
     n = len(latencies)
     elapsed = max(state["last_done"] - window_start, 1e-9)
@@ -239,6 +273,8 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
             "max": round(float(lat.max()), 2),
         },
         "server_mean_batch_size": round(batch_texts / batches, 2) if batches else None,
+        "server_failed_batches": after[FAILED_BATCHES] - (before or {}).get(FAILED_BATCHES, 0),
+        **({"attacker_status_counts": dict(attack_statuses)} if a.attack_surrogate else {}),
     }
 
 
@@ -278,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup_s": a.warmup,
         "server_limits": model.get("limits"),
         "threads": a.threads,
+        "attack_surrogate": a.attack_surrogate,
         "cpu_count": os.cpu_count(),
         **result,
     }
@@ -294,14 +331,21 @@ def main(argv: list[str] | None = None) -> int:
         f"  latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  max {lat['max']:.1f}"
     )
     print(f"  server mean micro-batch size: {result['server_mean_batch_size']}")
-    out = (
-        Path(a.out)
-        if a.out
-        else (Path(__file__).parent / "results" / f"loadtest_{name}_{backend}_c{a.concurrency}.json")
-    )
+    if a.attack_surrogate:
+        attacks = result["attacker_status_counts"]
+        print(
+            f"  under attack: {result['errors']} of {result['requests']} honest requests failed; "
+            f"attacker sent {sum(attacks.values())} requests, answered {attacks}; "
+            f"server batches that failed: {result['server_failed_batches']:.0f}"
+        )
+    suffix = "_attack" if a.attack_surrogate else ""
+    default = Path(__file__).parent / "results" / f"loadtest_{name}_{backend}_c{a.concurrency}{suffix}.json"
+    out = Path(a.out) if a.out else default
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"  wrote {out}")
+    if a.attack_surrogate:
+        return 0 if result["ok"] and not result["errors"] else 1
     return 0 if result["ok"] else 1
 
 

@@ -1,4 +1,5 @@
-"""`bertcls serve`: the FastAPI app through TestClient (no socket), micro-batching, limits, auth, metrics."""
+"""`bertcls serve`: the FastAPI app through TestClient (no socket), micro-batching, limits, auth, metrics,
+allowed hosts, and failure isolation (one client's bad text must not fail other clients' requests)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import pytest
 
 from bertcls.core.errors import UserError
-from bertcls.deploy.serve import TOKEN_ENV, Busy, Metrics, MicroBatcher, ServeConfig, create_app
+from bertcls.deploy.batcher import Busy, MicroBatcher, TextFailed
+from bertcls.deploy.serve import TOKEN_ENV, ServeConfig, allowed_hosts, create_app
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -34,7 +36,7 @@ def client_for(clf, trained_tiny, monkeypatch):
 
     def make(**kw) -> TestClient:
         app = create_app(clf, ServeConfig(model_dir=str(trained_tiny), **kw))
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://localhost")  # an allowed Host (testserver is not)
         client.__enter__()
         opened.append(client)
         return client
@@ -87,15 +89,16 @@ def test_same_probabilities_as_the_library(client_for, clf):
 @pytest.mark.parametrize(
     ("payload", "status", "phrase"),
     [
-        ({"texts": ["ok"] * 5}, 413, "limit is 4"),
-        ({"texts": ["x" * 101]}, 413, "101 characters"),
-        ({"texts": []}, 422, "texts is empty"),
-        ({"texts": ["  "]}, 422, "texts[0] is empty"),
-        ({"texts": [3]}, 422, "valid string"),
-        ({"text": ["typo"]}, 422, "texts"),
-        ({"texts": ["a"], "top_k": -1}, 422, "top_k"),
-        ({"texts": ["a"], "text_pairs": ["b"]}, 422, "single texts"),
-        ([1, 2], 422, ""),
+        ({"texts": ["ok"] * 5}, 413, "5 texts in one request; the limit is 4; split them"),
+        ({"texts": ["x" * 101]}, 413, "texts[0] has 101 characters; the limit is 100"),
+        ({"texts": []}, 422, "texts is empty; send at least one text"),
+        ({"texts": ["ok", "  "]}, 422, "texts[1] is empty; every text needs some words"),
+        ({"texts": ["ok", 3]}, 422, "texts[1]: Input should be a valid string"),
+        ({"text": ["typo"]}, 422, "texts: Field required; text: Extra inputs are not permitted"),
+        ({"texts": ["a"], "top_k": -1}, 422, "top_k: Input should be greater than or equal to 0"),
+        ({"texts": ["a"], "text_pairs": ["b"]}, 422, "this model reads single texts; leave out text_pairs"),
+        ({"texts": ["a", "b"], "text_pairs": ["c"]}, 422, "2 texts but 1 text_pairs; give one pair per text"),
+        ([1, 2], 422, "body: Input should be a valid dictionary"),
     ],
 )
 def test_limits_and_bad_requests(client_for, payload, status, phrase):
@@ -103,7 +106,31 @@ def test_limits_and_bad_requests(client_for, payload, status, phrase):
     r = c.post("/v1/classify", json=payload)
     assert r.status_code == status
     detail = r.json()["detail"]
-    assert isinstance(detail, str) and phrase in detail
+    assert isinstance(detail, str) and "\n" not in detail
+    assert detail.startswith(phrase), detail
+
+
+# Lone surrogates: JSON can carry them as escapes; Python decodes them into a str the tokenizer rejects.
+@pytest.mark.parametrize(
+    ("body", "phrase"),
+    [
+        (rb'{"texts": ["\ud800"]}', "texts[0] has a lone surrogate (U+D800) at character 0"),
+        (rb'{"texts": ["fine", "a\udfffb"]}', "texts[1] has a lone surrogate (U+DFFF) at character 1"),
+        (rb'{"texts": ["fine"], "text_pairs": ["\ud83d"]}', "text_pairs[0] has a lone surrogate (U+D83D)"),
+    ],
+)
+def test_lone_surrogate_is_a_422_naming_the_text(client_for, body, phrase):
+    c = client_for()
+    r = c.post("/v1/classify", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith(phrase) and "send well-formed text" in r.json()["detail"]
+    # A proper surrogate pair is one astral character, and fine.
+    ok = c.post(
+        "/v1/classify",
+        content=rb'{"texts": ["good \ud83d\ude00"]}',
+        headers={"content-type": "application/json"},
+    )
+    assert ok.status_code == 200
 
 
 def test_malformed_json_and_oversized_body_are_4xx(client_for):
@@ -208,7 +235,7 @@ def test_batcher_back_pressure_and_mixed_pairs():
         )
 
     async def scenario():
-        b = MicroBatcher(predict, max_batch=8, max_wait=0.3, max_queue=3, metrics=Metrics({}))
+        b = MicroBatcher(predict, max_batch=8, max_wait=0.3, max_queue=3)
         await b.start()
         try:
             first = asyncio.create_task(b.submit(["aa", "b"], None))
@@ -235,16 +262,18 @@ def test_onnx_backend_service(trained_tiny, tmp_path, monkeypatch):
     assert main(["export", str(model)]) == 0
     onnx_clf = TextClassifier.from_pretrained(model, backend="onnx")
     texts = ["great great film", "awful awful plot"]
-    with TestClient(create_app(onnx_clf, ServeConfig(model_dir=str(model), backend="onnx"))) as c:
+    app = create_app(onnx_clf, ServeConfig(model_dir=str(model), backend="onnx"))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         got = c.post("/v1/classify", json={"texts": texts}).json()["results"]
         info = c.get("/v1/model").json()
     assert [g["label"] for g in got] == TextClassifier.from_pretrained(model).predict(texts)
     assert info["backend"] == "onnx" and info["onnx"]["quantize"] == "none"
 
 
-def test_missing_fastapi_names_the_extra(clf, trained_tiny, monkeypatch):
-    monkeypatch.setitem(sys.modules, "fastapi", None)
-    with pytest.raises(UserError, match=r"pip install 'bertcls\[serve\]'"):
+@pytest.mark.parametrize("module", ["fastapi", "prometheus_client"])
+def test_missing_serve_dependency_names_the_extra(clf, trained_tiny, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(UserError, match=rf"needs {module}; .*pip install 'bertcls\[serve\]'"):
         create_app(clf, ServeConfig(model_dir=str(trained_tiny)))
 
 
@@ -255,3 +284,177 @@ def test_missing_fastapi_names_the_extra(clf, trained_tiny, monkeypatch):
 def test_config_validation(flag, value):
     with pytest.raises(UserError, match="--" + flag.replace("_", "-")):
         ServeConfig(model_dir="m", **{flag: value})
+
+
+# ---- failure isolation: one client's bad text must not fail the requests batched with it ---------------
+def _predict_failing_on(marker: str, error: type[Exception]):
+    def predict(texts, pairs):
+        if marker in texts:
+            raise error(f"cannot take {marker!r}")
+        return np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+
+    return predict
+
+
+@pytest.mark.parametrize("error", [TypeError, RuntimeError])
+def test_batcher_fails_only_the_request_with_the_bad_text(error):
+    async def scenario():
+        b = MicroBatcher(_predict_failing_on("boom", error), max_batch=8, max_wait=0.3, max_queue=64)
+        await b.start()
+        try:
+            jobs = [b.submit(["aa"], None), b.submit(["ok", "boom", "x"], None), b.submit(["ccc"], None)]
+            return await asyncio.gather(*jobs, return_exceptions=True), b
+        finally:
+            await b.stop()
+
+    (first, culprit, third), b = asyncio.run(scenario())
+    assert b.largest_batch == 5 and b.failed_batches == 1  # all three requests were in one batch
+    assert first.tolist() == [[2, 1]] and third.tolist() == [[3, 1]]
+    if error is TypeError:  # what a tokenizer raises on text it cannot take: the text is blamed
+        assert isinstance(culprit, TextFailed) and culprit.index == 1
+    else:  # anything else is the server's failure, passed on as such
+        assert isinstance(culprit, RuntimeError) and not isinstance(culprit, TextFailed)
+
+
+class FailsOn:
+    """A TextClassifier whose model raises TypeError on one text that passes validation."""
+
+    def __init__(self, clf, marker: str):
+        self._clf, self._marker = clf, marker
+
+    def __getattr__(self, name):
+        return getattr(self._clf, name)
+
+    def predict_proba(self, texts, pairs=None):
+        if self._marker in texts:
+            raise TypeError("TextEncodeInput must be Union[TextInputSequence, ...]")
+        return self._clf.predict_proba(texts, pairs)
+
+
+def test_a_text_that_breaks_the_model_fails_only_its_request(clf, trained_tiny, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    cfg = ServeConfig(model_dir=str(trained_tiny), max_wait_ms=2000, max_batch_size=4)
+    bodies = [{"texts": ["good good film"]}, {"texts": ["fine", "boom"]}, {"texts": ["bad bad plot"]}]
+    with TestClient(create_app(FailsOn(clf, "boom"), cfg), base_url="http://localhost") as c:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(lambda b: c.post("/v1/classify", json=b), bodies))
+        metrics = c.get("/metrics").text
+        assert c.app.state.batcher.largest_batch == 4  # the three requests shared one batch
+    assert [a.status_code for a in answers] == [200, 422, 200]
+    assert answers[0].json()["results"][0]["label"] == "positive"
+    assert answers[2].json()["results"][0]["label"] == "negative"
+    assert (
+        answers[1]
+        .json()["detail"]
+        .startswith("texts[1] cannot be classified: the tokenizer or model rejected it")
+    )
+    assert metric(metrics, "bertcls_failed_batches_total") == 1
+
+
+def test_attack_with_lone_surrogates_fails_no_honest_request(client_for):
+    """The service under attack (a short version of `bench/loadtest.py --attack-surrogate`): honest
+    clients and one client looping a lone-surrogate request, all batched together in a 20 ms window."""
+    c = client_for(max_wait_ms=20)
+    stop = time.monotonic() + 2.5
+    honest_texts = ["good good film", "awful awful plot", "lovely story", "dull dull acting"]
+
+    def honest(text):
+        codes = []
+        while time.monotonic() < stop:
+            codes.append(c.post("/v1/classify", json={"texts": [text, "nice film"]}).status_code)
+        return codes
+
+    def attacker():
+        codes = []
+        body = rb'{"texts": ["fine", "\ud800"]}'
+        while time.monotonic() < stop:
+            r = c.post("/v1/classify", content=body, headers={"content-type": "application/json"})
+            codes.append(r.status_code)
+        return codes
+
+    with ThreadPoolExecutor(len(honest_texts) + 1) as pool:
+        attack = pool.submit(attacker)
+        honest_codes = [code for codes in pool.map(honest, honest_texts) for code in codes]
+        attack_codes = attack.result()
+    assert len(honest_codes) >= 20 and len(attack_codes) >= 5
+    assert set(honest_codes) == {200}
+    assert set(attack_codes) == {422}
+    assert c.app.state.batcher.largest_batch > 1  # honest requests did share batches
+
+
+# ---- /metrics label bounds, docs behind the token, Host header ----------------------------------------
+def test_metrics_labels_stay_bounded(client_for):
+    c = client_for()
+    for i in range(5):
+        c.request(f"MADEUP{i}", "/v1/classify")
+        c.get(f"/made/up/{i}")
+    c.request("PATCH", "/v1/classify")  # a real method on a real route: 405, counted by its template
+    text = c.get("/metrics").text
+    assert "MADEUP" not in text and "/made/up" not in text
+    assert metric(text, "bertcls_requests_total", endpoint="/v1/classify", method="other", status="405") == 5
+    assert metric(text, "bertcls_requests_total", endpoint="other", method="GET", status="404") == 5
+    assert metric(text, "bertcls_requests_total", endpoint="/v1/classify", method="PATCH", status="405") == 1
+    series = [line for line in text.splitlines() if line.startswith("bertcls_requests_total{")]
+    assert len(series) == 3
+
+
+def test_metrics_are_per_app(client_for):
+    a, b = client_for(), client_for()
+    assert a.post("/v1/classify", json={"texts": ["good"]}).status_code == 200
+    assert metric(b.get("/metrics").text, "bertcls_texts_total") == 0
+    assert metric(a.get("/metrics").text, "bertcls_texts_total") == 1
+    assert 'bertcls_model_info{backend="torch"' in a.get("/metrics").text
+
+
+def test_token_also_guards_the_api_schema(client_for, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
+    c = client_for()
+    # The browsable docs cannot send a bearer token: off. The schema (it lists the labels): token only.
+    assert c.get("/docs").status_code == 404 and c.get("/redoc").status_code == 404
+    r = c.get("/openapi.json")
+    assert r.status_code == 401 and "positive" not in r.text
+    r = c.get("/openapi.json", headers={"Authorization": "Bearer s3cret-token"})
+    assert r.status_code == 200 and "/v1/classify" in r.json()["paths"] and "`positive`" in r.text
+
+
+@pytest.mark.parametrize(
+    ("kw", "host", "status"),
+    [
+        ({}, "localhost", 200),
+        ({}, "127.0.0.1:8000", 200),
+        ({}, "[::1]:8000", 200),
+        ({}, "evil.example", 400),
+        ({}, "localhost.evil.example", 400),
+        ({"allowed_hosts": ["api.example.com"]}, "api.example.com", 200),
+        ({"allowed_hosts": ["api.example.com"]}, "localhost", 400),
+        ({"allowed_hosts": ["*.example.com"]}, "a.example.com", 200),
+        ({"allowed_hosts": ["*"]}, "anything.example", 200),
+    ],
+)
+def test_host_header_is_checked(client_for, kw, host, status):
+    c = client_for(**kw)
+    r = c.get("/healthz", headers={"host": host})
+    assert r.status_code == status
+    if status == 400:
+        assert r.text == "Invalid host header"
+        text = c.get("/metrics", headers={"host": (kw.get("allowed_hosts") or ["localhost"])[0]}).text
+        assert metric(text, "bertcls_requests_total", endpoint="/healthz", method="GET", status="400") == 1
+
+
+def test_default_allowed_hosts():
+    assert allowed_hosts(ServeConfig(model_dir="m")) == ["127.0.0.1", "localhost", "[::1]"]
+    assert "10.1.2.3" in allowed_hosts(ServeConfig(model_dir="m", host="10.1.2.3"))
+    import socket
+
+    wildcard = allowed_hosts(ServeConfig(model_dir="m", host="0.0.0.0"))
+    assert socket.gethostname().lower() in wildcard and "0.0.0.0" not in wildcard
+    assert allowed_hosts(ServeConfig(model_dir="m", allowed_hosts=["API.example.com", "::1"])) == [
+        "api.example.com",
+        "[::1]",
+    ]
+
+
+@pytest.mark.parametrize("pattern", ["api.*.com", "*example.com", "**"])
+def test_bad_allowed_hosts_pattern_is_a_user_error(pattern):
+    with pytest.raises(UserError, match="--allowed-hosts"):
+        ServeConfig(model_dir="m", allowed_hosts=[pattern])
