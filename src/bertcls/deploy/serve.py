@@ -30,9 +30,8 @@ from typing import Any, Literal
 import numpy as np
 
 from bertcls.core.config import POSITIONAL, require
-from bertcls.core.errors import UserError
+from bertcls.core.errors import UserError, require_extra
 
-INSTALL = "pip install 'bertcls[serve]'"
 TOKEN_ENV = "BERTCLS_API_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 log = logging.getLogger("bertcls.deploy.serve")
@@ -79,10 +78,7 @@ class ServeConfig:
 
 def _require_deps() -> None:
     for mod in ("fastapi", "uvicorn"):
-        try:
-            __import__(mod)
-        except ImportError:
-            raise UserError(f"bertcls serve needs {mod}; install the serve extras with: {INSTALL}") from None
+        require_extra(mod, "serve", "bertcls serve")
 
 
 # ---- Prometheus metrics (text exposition format 0.0.4, written by hand: no extra dependency) -----------
