@@ -14,6 +14,11 @@ class UserError(Exception):
     """
 
 
+def warn(message: str) -> None:
+    """A one-line warning on stderr, in the CLI's ``bertcls: error:`` style: the run goes on."""
+    print(f"bertcls: warning: {message}", file=sys.stderr)
+
+
 def install_hint(extra: str) -> str:
     """The one spelling of the install command for an optional extra."""
     return f"pip install 'bertcls[{extra}]'"

@@ -38,6 +38,8 @@ class EvaluateConfig:
     """Text encoding of the file."""
     skip_empty: bool = False
     """Drop rows with empty text instead of failing."""
+    missing_labels: Literal["error", "skip", "keep"] = "error"
+    """Rows whose label is empty or reads as a missing value (NaN, null, None, NA, N/A, <NA>, #N/A; any case): error = refuse the file, naming the lines; skip = drop those rows with a warning; keep = take the tokens as class names (empty cells are still refused)."""
     output_dir: str | None = None
     """Where to write the report (default: MODEL_DIR/eval-<file name>)."""
     batch_size: int = 128
@@ -76,6 +78,7 @@ def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
         encoding=cfg.encoding,
         multi_label=meta.get("task") == "multi_label",
         skip_empty=cfg.skip_empty,
+        missing_labels=cfg.missing_labels,
     )
 
 
