@@ -11,22 +11,20 @@ import io
 import json
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from bertcls.core.config import POSITIONAL, require
+from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import detect_format, iter_records
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_open
 
 
 @dataclass
-class PredictConfig:
-    model_dir: str = field(metadata={POSITIONAL: True})
-    """Directory written by `bertcls train`."""
+class PredictConfig(InferenceArgs):
     file: str | None = None
     """Input file (.csv, .tsv, .jsonl, .parquet, or .txt with one text per line); default: stdin lines."""
     output: str | None = None
@@ -47,14 +45,9 @@ class PredictConfig:
     """Texts per inference batch."""
     chunk_size: int = 4096
     """Rows read into memory at a time."""
-    backend: Literal["torch", "onnx"] = "torch"
-    """Inference backend (onnx needs `bertcls export` first)."""
-    onnx_dir: str | None = None
-    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
-    threads: int | None = None
-    """CPU threads for inference."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.top_k >= 0, "top_k", self.top_k, "must be >= 0 (0 = all labels)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         require(self.chunk_size >= 1, "chunk_size", self.chunk_size, "must be >= 1")

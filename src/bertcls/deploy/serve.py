@@ -23,13 +23,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from bertcls.core.config import POSITIONAL, require
+from bertcls.core.config import InferenceArgs, require
 from bertcls.core.errors import UserError, require_extra
 
 TOKEN_ENV = "BERTCLS_API_TOKEN"
@@ -38,19 +38,11 @@ log = logging.getLogger("bertcls.deploy.serve")
 
 
 @dataclass
-class ServeConfig:
-    model_dir: str = field(metadata={POSITIONAL: True})
-    """Directory written by `bertcls train`."""
+class ServeConfig(InferenceArgs):
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for all; then set BERTCLS_API_TOKEN)."""
     port: int = 8000
     """TCP port."""
-    backend: Literal["torch", "onnx"] = "torch"
-    """Inference backend (onnx needs `bertcls export` first)."""
-    onnx_dir: str | None = None
-    """Which ONNX export to serve (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
-    threads: int | None = None
-    """CPU threads for inference."""
     max_batch_size: int = 32
     """Most texts run together in one model call."""
     max_wait_ms: float = 5.0
@@ -65,6 +57,7 @@ class ServeConfig:
     """Server log level (info logs every request)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(0 <= self.port <= 65535, "port", self.port, "must be between 0 and 65535")
         require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "must be >= 1")
         require(
@@ -73,7 +66,6 @@ class ServeConfig:
         require(self.max_texts >= 1, "max_texts", self.max_texts, "must be >= 1")
         require(self.max_chars >= 1, "max_chars", self.max_chars, "must be >= 1")
         require(self.max_queue >= self.max_texts, "max_queue", self.max_queue, "must be >= --max-texts")
-        require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")
 
 
 def _require_deps() -> None:

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from bertcls.core import metrics, plots
-from bertcls.core.config import POSITIONAL, require
+from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import Columns, TextData, load
 from bertcls.core.io import atomic_write_text, staged_dir
 
 
 @dataclass
-class EvaluateConfig:
-    model_dir: str = field(metadata={POSITIONAL: True})
-    """Directory written by `bertcls train`."""
+class EvaluateConfig(InferenceArgs):
     file: str | None = None
     """Labelled data to score (.csv, .tsv, .jsonl, .parquet)."""
     dataset: str | None = None
@@ -44,14 +42,9 @@ class EvaluateConfig:
     """Where to write the report (default: MODEL_DIR/eval-<file name>)."""
     batch_size: int = 128
     """Texts per inference batch."""
-    backend: Literal["torch", "onnx"] = "torch"
-    """Inference backend (onnx needs `bertcls export` first)."""
-    onnx_dir: str | None = None
-    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
-    threads: int | None = None
-    """CPU threads for inference."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(
             bool(self.file) != bool(self.dataset),
             "file",
