@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 
@@ -25,6 +24,8 @@ def install_hint(extra: str) -> str:
 
 
 def _installed(module: str) -> bool:
+    import importlib.util
+
     # A module set to None in sys.modules is how Python (and tests) mark it as not importable.
     if module in sys.modules:
         return sys.modules[module] is not None
