@@ -2,7 +2,11 @@
 
 Rows are read in chunks (``--chunk-size``), each chunk is batched by length internally and written out in
 input order before the next is read, so files larger than memory work. Output goes to a temp file that is
-renamed into place at the end (no half-written output on error)."""
+renamed into place at the end (no half-written output on error).
+
+Every input column is kept; the prediction columns (``label``, ``score``, ``label_2``/``score_2``... in CSV,
+``top_k`` in JSONL) follow them, with ``--output-prefix`` in front. An input column with the name of a
+prediction column is refused, never overwritten. CSV output of JSONL input has every key of every row."""
 
 from __future__ import annotations
 
