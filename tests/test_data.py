@@ -103,3 +103,73 @@ def test_stratified_split_is_seeded_and_keeps_classes(tmp_path):
     assert va1.texts == va2.texts and len(va1) == 20 and len(tr1) == 80
     assert sorted(set(va1.labels)) == ["negative", "positive"]
     assert va1.labels.count("positive") == 10
+
+
+def test_text_longer_than_csv_default_field_limit(tmp_path):
+    """Python's csv refuses fields over 131,072 characters unless the limit is raised."""
+    long = "word " * 40_000  # 200,000 characters
+    write_csv(tmp_path / "a.csv", [{"text": long, "label": "x"}, {"text": "short", "label": "y"}])
+    (tmp_path / "a.tsv").write_text(f"text\tlabel\n{long}\tx\n")
+    assert load(tmp_path / "a.csv", COLS).texts[0] == long
+    assert load(tmp_path / "a.tsv", COLS).texts[0] == long
+
+
+def test_utf16_with_bom_reads(tmp_path):
+    rows = [{"text": "caf\u00e9 \u4e2d\u6587", "label": "a"}, {"text": "line two", "label": "b"}]
+    write_csv(tmp_path / "u8.csv", rows)
+    (tmp_path / "u16.csv").write_text((tmp_path / "u8.csv").read_text(), encoding="utf-16")  # with BOM
+    assert (tmp_path / "u16.csv").read_bytes()[:2] in (b"\xff\xfe", b"\xfe\xff")
+    got = load(tmp_path / "u16.csv", COLS, encoding="utf-16")
+    assert got.texts == [r["text"] for r in rows] and got.labels == ["a", "b"] and got.rows == [2, 3]
+    (tmp_path / "be.jsonl").write_bytes(
+        b"\xfe\xff" + '{"text": "x\u00e9", "label": "a"}\n'.encode("utf-16-be")
+    )
+    assert load(tmp_path / "be.jsonl", COLS, encoding="utf-16-be").texts == ["x\u00e9"]  # BOM dropped
+
+
+def test_bad_utf16_names_the_line(tmp_path):
+    good = "text,label\nok,1\nfine,0\n".encode("utf-16-le")
+    (tmp_path / "a.csv").write_bytes(good + b"\x00\xd8a\x00")  # a lone high surrogate on line 4
+    with pytest.raises(UserError, match=r"a\.csv: line 4: not valid utf-16-le; pass --encoding"):
+        load(tmp_path / "a.csv", COLS, encoding="utf-16-le")
+
+
+def test_lone_surrogate_escape_in_jsonl_is_refused(tmp_path):
+    f = tmp_path / "a.jsonl"
+    # A proper pair (an emoji) is fine; "\ud800" alone cannot be encoded as UTF-8 anywhere downstream.
+    f.write_text('{"text": "ok \\ud83d\\ude00", "label": "a"}\n{"text": "bad \\ud800", "label": "b"}\n')
+    with pytest.raises(
+        UserError, match=r"a\.jsonl: line 2: field 'text' contains a lone surrogate escape .*; remove it"
+    ):
+        load(f, COLS)
+    f.write_text('{"text": "ok \\ud83d\\ude00", "label": "a"}\n')
+    assert load(f, COLS).texts == ["ok \U0001f600"]
+
+
+@pytest.mark.parametrize("token", ["NaN", "nan", "null", "None", "NA", "N/A"])
+def test_missing_label_tokens_are_refused_skipped_or_kept(tmp_path, token, capsys):
+    rows = [{"text": "a", "label": "x"}, {"text": "b", "label": token}, {"text": "c", "label": "y"}]
+    f = write_csv(tmp_path / "a.csv", rows)
+    with pytest.raises(
+        UserError, match=r"1 row\(s\) whose label in column 'label' reads as a missing value .* at line 3; "
+    ):
+        load(f, COLS)
+    skipped = load(f, COLS, missing_labels="skip")
+    assert skipped.labels == ["x", "y"] and skipped.rows == [2, 4]
+    assert "bertcls: warning:" in capsys.readouterr().err
+    assert load(f, COLS, missing_labels="keep").labels == ["x", token, "y"]
+
+
+def test_jsonl_null_and_nan_labels(tmp_path):
+    f = tmp_path / "a.jsonl"
+    f.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": NaN}\n{"text": "c", "label": null}\n')
+    with pytest.raises(UserError, match=r"no value in column 'label' at line 3; .*--missing-labels skip"):
+        load(f, COLS)
+    assert load(f, COLS, missing_labels="skip").texts == ["a"]
+
+
+def test_empty_label_cells_skip_but_keep_still_refuses(tmp_path):
+    f = write_csv(tmp_path / "a.csv", [{"text": "a", "label": "x"}, {"text": "b", "label": ""}])
+    assert load(f, COLS, missing_labels="skip").texts == ["a"]
+    with pytest.raises(UserError, match=r"no value in column 'label' at line 3"):
+        load(f, COLS, missing_labels="keep")

@@ -69,8 +69,9 @@ def test_minilm_on_sst2_slice_beats_chance_and_matches_pipeline(tmp_path):
     from transformers import pipeline
 
     pred = tmp_path / "pred.csv"
-    assert main(["predict", str(out), "--file", str(test), "--output", str(pred)]) == 0
-    ours = [r["label"] for r in csv.DictReader(open(pred, encoding="utf-8"))]
+    args = ["predict", str(out), "--file", str(test), "--output", str(pred), "--output-prefix", "pred_"]
+    assert main(args) == 0  # the test file has a 'label' column: predictions go beside it
+    ours = [r["pred_label"] for r in csv.DictReader(open(pred, encoding="utf-8"))]
     hf = [
         r["label"]
         for r in pipeline("text-classification", model=str(out), device="cpu")(

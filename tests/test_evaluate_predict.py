@@ -45,7 +45,10 @@ def test_evaluate_rejects_base_model(tiny_bert, tmp_path, capsys):
 
 
 def test_predict_streams_in_input_order_csv_and_jsonl(trained_tiny, tmp_path):
-    rows = [{"id": str(i), **r} for i, r in enumerate(sentiment_rows(50, seed=11))]
+    rows = [
+        {"id": str(i), "text": r["text"], "gold": r["label"]}
+        for i, r in enumerate(sentiment_rows(50, seed=11))
+    ]
     f = write_csv(tmp_path / "in.csv", rows)
     out_csv, out_jsonl = tmp_path / "p.csv", tmp_path / "p.jsonl"
     assert (
@@ -70,7 +73,8 @@ def test_predict_streams_in_input_order_csv_and_jsonl(trained_tiny, tmp_path):
     got = list(csv.DictReader(open(out_csv, encoding="utf-8")))
     assert [g["id"] for g in got] == [r["id"] for r in rows]
     assert {"label", "score", "label_2", "score_2"} <= set(got[0])
-    assert sum(g["label"] == r["label"] for g, r in zip(got, rows)) >= 45
+    assert sum(g["label"] == r["gold"] for g, r in zip(got, rows)) >= 45
+    assert [g["gold"] for g in got] == [r["gold"] for r in rows]
     assert all(abs(float(g["score"]) + float(g["score_2"]) - 1) < 1e-4 for g in got)
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     assert (
@@ -91,7 +95,7 @@ def test_predict_from_stdin(trained_tiny, monkeypatch, capsys):
 
 
 def test_predict_error_leaves_no_partial_output(trained_tiny, tmp_path, capsys):
-    rows = sentiment_rows(20) + [{"text": " ", "label": "x"}]
+    rows = [{"text": r["text"]} for r in sentiment_rows(20)] + [{"text": " "}]
     f = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "p.csv"
     assert (
@@ -101,3 +105,75 @@ def test_predict_error_leaves_no_partial_output(trained_tiny, tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".p.csv*"))
     assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--skip-empty"]) == 0
     assert len(list(csv.DictReader(open(out, encoding="utf-8")))) == 20
+
+
+def test_predict_keeps_input_columns_named_like_predictions(trained_tiny, tmp_path, capsys):
+    rows = [{"text": r["text"], "label": r["label"], "score": "7"} for r in sentiment_rows(6, seed=4)]
+    f = write_csv(tmp_path / "in.csv", rows)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"bertcls: error: {f}: input column 'label' has the name of a prediction column; " in err
+    assert "--output-prefix" in err and "Traceback" not in err and not out.exists()
+    args = ["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--output-prefix", "pred_"]
+    assert main(args + ["--top-k", "2"]) == 0
+    got = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert list(got[0]) == [
+        "text",
+        "label",
+        "score",
+        "pred_label",
+        "pred_score",
+        "pred_label_2",
+        "pred_score_2",
+    ]
+    assert [g["label"] for g in got] == [r["label"] for r in rows]  # the input's labels, untouched
+    assert all(g["score"] == "7" for g in got)
+    # --top-k 2 adds label_2/score_2: a clash there is refused too.
+    g = write_csv(tmp_path / "in2.csv", [{"text": "good", "label_2": "x"}])
+    assert main(["predict", str(trained_tiny), "--file", str(g), "--top-k", "2"]) == 2
+    assert "input column 'label_2'" in capsys.readouterr().err
+
+
+def test_predict_jsonl_clash_in_a_later_row_names_the_line(trained_tiny, tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": "good film"}, {"text": "bad", "top_k": 3}])
+    out = tmp_path / "p.jsonl"
+    assert main(["predict", str(trained_tiny), "--file", str(src), "--output", str(out), "--top-k", "2"]) == 2
+    assert f"{src}: line 2: input column 'top_k'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_predict_jsonl_to_csv_keeps_keys_of_later_rows(trained_tiny, tmp_path):
+    recs = [
+        {"text": "great great film", "id": 1},
+        {"text": "awful awful plot", "id": 2, "source": "web", "tags": ["a", "b"]},
+        {"text": "nice nice story", "lang": "en"},
+    ]
+    src = write_jsonl(tmp_path / "in.jsonl", recs)
+    out = tmp_path / "p.csv"
+    args = ["predict", str(trained_tiny), "--file", str(src), "--output", str(out), "--chunk-size", "1"]
+    assert main(args) == 0
+    got = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert list(got[0]) == ["text", "id", "source", "tags", "lang", "label", "score"]
+    assert [g["source"] for g in got] == ["", "web", ""] and got[2]["lang"] == "en"
+    assert json.loads(got[1]["tags"]) == ["a", "b"] and got[2]["id"] == ""
+    assert [g["label"] for g in got] == ["positive", "negative", "positive"]
+    assert not list(tmp_path.glob(".p.csv*"))
+
+
+def test_predict_refuses_lone_surrogate_with_line(trained_tiny, tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "good"}\n{"text": "bad \\udc00 film"}\n')
+    assert main(["predict", str(trained_tiny), "--file", str(src), "--output", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"{src}: line 2: field 'text' contains a lone surrogate" in err and "Traceback" not in err
+
+
+def test_evaluate_refuses_nan_labels_unless_told(trained_tiny, tmp_path, capsys):
+    rows = sentiment_rows(8, seed=5) + [{"text": "great film", "label": "NaN"}]
+    f = write_csv(tmp_path / "e.csv", rows)
+    assert main(["evaluate", str(trained_tiny), "--file", str(f), "--output-dir", str(tmp_path / "a")]) == 2
+    assert "line 10" in capsys.readouterr().err
+    args = ["evaluate", str(trained_tiny), "--file", str(f), "--output-dir", str(tmp_path / "b")]
+    assert main(args + ["--missing-labels", "skip"]) == 0
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["n"] == 8

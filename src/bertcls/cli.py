@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import json
 import sys
 from dataclasses import dataclass
 
@@ -124,10 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if text:
         print(text)
     return 0
-
-
-def summarize_json(result) -> str:
-    return json.dumps(result, indent=2, ensure_ascii=False)
 
 
 if __name__ == "__main__":

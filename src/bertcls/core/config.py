@@ -203,8 +203,16 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: config file not found; check the --config path")
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise UserError(
+            f"{p}: line {line}: not valid UTF-8 ({raw[e.start : e.start + 4]!r}); save the config file as UTF-8"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -217,8 +225,6 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 def resolve(cls: type[T], namespace: argparse.Namespace) -> T:
     """defaults < YAML file < command-line flags."""
     given = dict(vars(namespace))
-    given.pop("command", None)
-    given.pop("_handler", None)
     merged: dict[str, Any] = {}
     config_path = given.pop("config", None)
     if config_path:
@@ -288,3 +294,27 @@ class OptimArgs:
         require(0 <= self.warmup_ratio < 1, "warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         require(self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm, "must be >= 0")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")
+
+
+@dataclasses.dataclass
+class InferenceArgs:
+    """Model options shared by `bertcls evaluate`, `predict` and `serve` (their configs extend this)."""
+
+    model_dir: str = dataclasses.field(metadata={POSITIONAL: True})
+    """Directory written by `bertcls train`."""
+    backend: Literal["torch", "onnx"] = "torch"
+    """Inference backend (onnx needs `bertcls export` first)."""
+    onnx_dir: str | None = None
+    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
+    threads: int | None = None
+    """CPU threads for inference (default: torch's / onnxruntime's choice)."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.model_dir), "model_dir", self.model_dir, "give the model directory")
+        require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")
+        require(
+            self.onnx_dir is None or self.backend == "onnx",
+            "onnx_dir",
+            self.onnx_dir,
+            "only used with --backend onnx; add --backend onnx",
+        )

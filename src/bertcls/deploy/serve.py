@@ -17,33 +17,24 @@ import os
 import secrets
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bertcls.core.config import POSITIONAL, require
-from bertcls.core.errors import UserError
+from bertcls.core.config import InferenceArgs, require
+from bertcls.core.errors import UserError, require_extra
 
-INSTALL = "pip install 'bertcls[serve]'"
 TOKEN_ENV = "BERTCLS_API_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
 
 @dataclass
-class ServeConfig:
-    model_dir: str = field(metadata={POSITIONAL: True})
-    """Directory written by `bertcls train`."""
+class ServeConfig(InferenceArgs):
     host: str = "127.0.0.1"
     """Interface to listen on (0.0.0.0 for all; then set BERTCLS_API_TOKEN)."""
     port: int = 8000
     """TCP port."""
-    backend: Literal["torch", "onnx"] = "torch"
-    """Inference backend (onnx needs `bertcls export` first)."""
-    onnx_dir: str | None = None
-    """Which ONNX export to serve (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
-    threads: int | None = None
-    """CPU threads for inference."""
     max_batch_size: int = 32
     """Most texts run together in one model call."""
     max_wait_ms: float = 5.0
@@ -62,6 +53,7 @@ class ServeConfig:
     when --host is 0.0.0.0 or ::)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(0 <= self.port <= 65535, "port", self.port, "must be between 0 and 65535")
         require(self.max_batch_size >= 1, "max_batch_size", self.max_batch_size, "must be >= 1")
         require(
@@ -70,7 +62,6 @@ class ServeConfig:
         require(self.max_texts >= 1, "max_texts", self.max_texts, "must be >= 1")
         require(self.max_chars >= 1, "max_chars", self.max_chars, "must be >= 1")
         require(self.max_queue >= self.max_texts, "max_queue", self.max_queue, "must be >= --max-texts")
-        require(self.threads is None or self.threads >= 1, "threads", self.threads, "must be >= 1")
         if self.allowed_hosts is not None:
             require(len(self.allowed_hosts) > 0, "allowed_hosts", self.allowed_hosts, "must name a host")
             for pattern in self.allowed_hosts:
@@ -110,10 +101,7 @@ def allowed_hosts(cfg: ServeConfig) -> list[str]:
 
 def _require_deps() -> None:
     for mod in ("fastapi", "uvicorn", "prometheus_client"):
-        try:
-            __import__(mod)
-        except ImportError:
-            raise UserError(f"bertcls serve needs {mod}; install the serve extras with: {INSTALL}") from None
+        require_extra(mod, "serve", "bertcls serve")
 
 
 # ---- the app ------------------------------------------------------------------------------------------

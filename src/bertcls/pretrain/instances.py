@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bertcls.core.errors import UserError
+from bertcls.core.errors import require_extra
 from bertcls.pretrain.corpora import Document
 
 log = logging.getLogger("bertcls")
@@ -75,12 +75,9 @@ def continuation_mask(tokenizer) -> np.ndarray:
 
 
 def _jieba() -> Callable[[str], list[str]]:
-    try:
-        import jieba
-    except ImportError:
-        raise UserError(
-            "whole-word masking of Chinese text needs jieba; run: pip install 'bertcls[zh]'"
-        ) from None
+    require_extra("jieba", "zh", "whole-word masking of Chinese text")
+    import jieba
+
     jieba.setLogLevel(logging.WARNING)  # its dictionary-loading chatter is not ours to print
     return jieba.lcut
 

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from bertcls.core import metrics, plots
-from bertcls.core.config import POSITIONAL, require
+from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import Columns, TextData, load
 from bertcls.core.io import atomic_write_text, staged_dir
 
 
 @dataclass
-class EvaluateConfig:
-    model_dir: str = field(metadata={POSITIONAL: True})
-    """Directory written by `bertcls train`."""
+class EvaluateConfig(InferenceArgs):
     file: str | None = None
     """Labelled data to score (.csv, .tsv, .jsonl, .parquet)."""
     dataset: str | None = None
@@ -38,18 +36,15 @@ class EvaluateConfig:
     """Text encoding of the file."""
     skip_empty: bool = False
     """Drop rows with empty text instead of failing."""
+    missing_labels: Literal["error", "skip", "keep"] = "error"
+    """Rows whose label is empty or reads as a missing value (NaN, null, None, NA, N/A, <NA>, #N/A; any case): error = refuse the file, naming the lines; skip = drop those rows with a warning; keep = take the tokens as class names (empty cells are still refused)."""
     output_dir: str | None = None
     """Where to write the report (default: MODEL_DIR/eval-<file name>)."""
     batch_size: int = 128
     """Texts per inference batch."""
-    backend: Literal["torch", "onnx"] = "torch"
-    """Inference backend (onnx needs `bertcls export` first)."""
-    onnx_dir: str | None = None
-    """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
-    threads: int | None = None
-    """CPU threads for inference."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(
             bool(self.file) != bool(self.dataset),
             "file",
@@ -76,6 +71,7 @@ def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
         encoding=cfg.encoding,
         multi_label=meta.get("task") == "multi_label",
         skip_empty=cfg.skip_empty,
+        missing_labels=cfg.missing_labels,
     )
 
 

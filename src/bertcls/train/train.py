@@ -51,6 +51,8 @@ class TrainConfig(OptimArgs):
     """Text encoding of CSV/TSV/JSONL files."""
     skip_empty: bool = False
     """Drop rows whose text is empty instead of failing."""
+    missing_labels: Literal["error", "skip", "keep"] = "error"
+    """Rows whose label is empty or reads as a missing value (NaN, null, None, NA, N/A, <NA>, #N/A; any case): error = refuse the file, naming the lines; skip = drop those rows with a warning; keep = take the tokens as class names (empty cells are still refused)."""
     multi_label: bool = False
     """Multi-label classification: sigmoid + BCE, one decision threshold per label tuned on validation."""
     output_dir: str | None = None
@@ -169,7 +171,12 @@ def load_splits(cfg: TrainConfig) -> Splits:
         train, val, test = load_builtin(cfg.dataset)
     else:
         cols = Columns(text=cfg.text_column, text_pair=cfg.text_pair_column, label=cfg.label_column)
-        kw = dict(encoding=cfg.encoding, multi_label=cfg.multi_label, skip_empty=cfg.skip_empty)
+        kw = dict(
+            encoding=cfg.encoding,
+            multi_label=cfg.multi_label,
+            skip_empty=cfg.skip_empty,
+            missing_labels=cfg.missing_labels,
+        )
         train = load(cfg.train_file, cols, **kw)
         val = load(cfg.validation_file, cols, **kw) if cfg.validation_file else None
         test = load(cfg.test_file, cols, **kw) if cfg.test_file else None
