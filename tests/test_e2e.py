@@ -69,7 +69,7 @@ def test_minilm_on_sst2_slice_beats_chance_and_matches_pipeline(tmp_path):
     from transformers import pipeline
 
     pred = tmp_path / "pred.csv"
-    args = ["predict", str(out), "--file", str(test), "--output", str(pred), "--output-prefix", "pred_"]
+    args = ["predict", str(out), "--file", str(test), "--output", str(pred)]
     assert main(args) == 0  # the test file has a 'label' column: predictions go beside it
     ours = [r["pred_label"] for r in csv.DictReader(open(pred, encoding="utf-8"))]
     hf = [

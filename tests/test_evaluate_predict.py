@@ -111,12 +111,10 @@ def test_predict_keeps_input_columns_named_like_predictions(trained_tiny, tmp_pa
     rows = [{"text": r["text"], "label": r["label"], "score": "7"} for r in sentiment_rows(6, seed=4)]
     f = write_csv(tmp_path / "in.csv", rows)
     out = tmp_path / "p.csv"
-    assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out)]) == 2
+    # default: a labelled file predicts without a flag; the predictions move to pred_*, said on stderr
+    assert main(["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--top-k", "2"]) == 0
     err = capsys.readouterr().err
-    assert f"bertcls: error: {f}: input column 'label' has the name of a prediction column; " in err
-    assert "--output-prefix" in err and "Traceback" not in err and not out.exists()
-    args = ["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--output-prefix", "pred_"]
-    assert main(args + ["--top-k", "2"]) == 0
+    assert f"bertcls: warning: {f}: input column 'label' is kept; the predictions go to 'pred_label'" in err
     got = list(csv.DictReader(open(out, encoding="utf-8")))
     assert list(got[0]) == [
         "text",
@@ -129,10 +127,25 @@ def test_predict_keeps_input_columns_named_like_predictions(trained_tiny, tmp_pa
     ]
     assert [g["label"] for g in got] == [r["label"] for r in rows]  # the input's labels, untouched
     assert all(g["score"] == "7" for g in got)
-    # --top-k 2 adds label_2/score_2: a clash there is refused too.
+    assert {g["pred_label"] for g in got} <= {"positive", "negative"}
+    # an explicit prefix that still clashes is refused, and nothing is written
+    out.unlink()
+    args = ["predict", str(trained_tiny), "--file", str(f), "--output", str(out), "--output-prefix", ""]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"bertcls: error: {f}: input column 'label' has the name of a prediction column; " in err
+    assert "Traceback" not in err and not out.exists()
+    # --top-k 2 adds label_2/score_2: a clash there moves the predictions too
     g = write_csv(tmp_path / "in2.csv", [{"text": "good", "label_2": "x"}])
-    assert main(["predict", str(trained_tiny), "--file", str(g), "--top-k", "2"]) == 2
-    assert "input column 'label_2'" in capsys.readouterr().err
+    assert main(["predict", str(trained_tiny), "--file", str(g), "--top-k", "2", "--output", str(out)]) == 0
+    assert list(next(csv.DictReader(open(out, encoding="utf-8")))) == [
+        "text",
+        "label_2",
+        "pred_label",
+        "pred_score",
+        "pred_label_2",
+        "pred_score_2",
+    ]
 
 
 def test_predict_jsonl_clash_in_a_later_row_names_the_line(trained_tiny, tmp_path, capsys):

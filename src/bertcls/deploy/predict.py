@@ -6,7 +6,9 @@ renamed into place at the end (no half-written output on error).
 
 Every input column is kept; the prediction columns (``label``, ``score``, ``label_2``/``score_2``... in CSV,
 ``top_k`` in JSONL) follow them, with ``--output-prefix`` in front. An input column with the name of a
-prediction column is refused, never overwritten. CSV output of JSONL input has every key of every row."""
+prediction column is never overwritten: then the prediction columns get the prefix ``pred_`` (said on
+stderr), unless ``--output-prefix`` is given, and a clash with that is refused. CSV output of JSONL input
+has every key of every row."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import detect_format, iter_records
-from bertcls.core.errors import UserError
+from bertcls.core.errors import UserError, warn
 from bertcls.core.io import atomic_open
 
 
@@ -50,8 +52,8 @@ class PredictConfig(InferenceArgs):
     """Texts per inference batch."""
     chunk_size: int = 4096
     """Rows read into memory at a time."""
-    output_prefix: str = ""
-    """Prefix for the prediction columns (label, score, label_2, score_2, ..., top_k), e.g. pred_. Every input column is kept; an input column with a prediction column's name is refused, never overwritten: pass a prefix then."""
+    output_prefix: str | None = None
+    """Prefix for the prediction columns (label, score, label_2, score_2, ..., top_k), e.g. pred_. Every input column is kept, never overwritten. Default: none, or pred_ when an input column has a prediction column's name (a labelled test file's 'label'; said on stderr). An explicit prefix that still clashes is refused."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,6 +110,27 @@ def prediction_columns(prefix: str, k: int, out_fmt: str) -> list[str]:
     return cols
 
 
+def choose_prefix(requested: str | None, columns, k: int, out_fmt: str, source: str) -> str:
+    """--output-prefix, or by default none unless the input already has a column of that name (the
+    'label' column of a labelled test file is the common case): then 'pred_', so no input column is
+    lost and predicting on a labelled file needs no flag."""
+    if requested is not None:
+        return requested
+    prefix = ""
+    while any(c in columns for c in prediction_columns(prefix, k, out_fmt)):
+        prefix += "pred_"
+    if prefix:
+        warn(
+            f"{source}: input column '{clash_name(columns, k, out_fmt)}' is kept; the predictions go to "
+            f"'{prefix}label', '{prefix}score', ... (--output-prefix sets the prefix)"
+        )
+    return prefix
+
+
+def clash_name(columns, k: int, out_fmt: str) -> str:
+    return next(c for c in prediction_columns("", k, out_fmt) if c in columns)
+
+
 def check_clash(where: str, columns, predicted: list[str]) -> None:
     """Refuse an input column that a prediction column would overwrite."""
     clash = [c for c in predicted if c in columns]
@@ -147,12 +170,13 @@ def run(cfg: PredictConfig) -> dict:
         else ("jsonl" if cfg.output and Path(cfg.output).suffix.lower() in (".jsonl", ".ndjson") else "csv")
     )
     k = len(clf.labels) if cfg.top_k == 0 else min(cfg.top_k, len(clf.labels))
-    predicted = prediction_columns(cfg.output_prefix, k, out_fmt)
+    prefix = choose_prefix(cfg.output_prefix, names, k, out_fmt, source)
+    predicted = prediction_columns(prefix, k, out_fmt)
     if in_fmt == "jsonl":  # each JSON object may bring keys the first one lacked: check every row
         records = _checked_keys(records, where, predicted)
     else:
         check_clash(source, names, predicted)
-    rows = _predicted_rows(cfg, clf, records, where, text_col, pair_col, k, out_fmt)
+    rows = _predicted_rows(cfg, clf, records, where, text_col, pair_col, k, out_fmt, prefix)
 
     counter = _Counter(rows)
     sink = atomic_open(cfg.output, "w", newline="") if cfg.output else _stdout()
@@ -173,9 +197,10 @@ def _checked_keys(records, where: str, predicted: list[str]):
         yield row, rec
 
 
-def _predicted_rows(cfg, clf, records, where: str, text_col: str, pair_col, k: int, out_fmt: str):
+def _predicted_rows(
+    cfg, clf, records, where: str, text_col: str, pair_col, k: int, out_fmt: str, prefix: str
+):
     """Input records with their prediction columns added, in input order, one chunk at a time."""
-    prefix = cfg.output_prefix
     for chunk in _chunks(records, cfg.chunk_size):
         keep = []
         for row, rec in chunk:
