@@ -36,6 +36,25 @@ def test_multilabel_csv_and_jsonl(tmp_path):
         assert load(tmp_path / f, COLS, multi_label=True).labels == [["x", "y"], ["y"]]
 
 
+def test_multilabel_rows_with_no_label_are_data_single_label_still_refuses(tmp_path, capsys):
+    write_csv(tmp_path / "m.csv", [{"text": "a", "label": "x;y"}, {"text": "b", "label": ""}])
+    write_jsonl(tmp_path / "m.jsonl", [{"text": "a", "label": ["y", "x"]}, {"text": "b", "label": []}])
+    for f in ("m.csv", "m.jsonl"):
+        assert load(tmp_path / f, COLS, multi_label=True).labels == [["x", "y"], []]
+    with pytest.raises(UserError, match=r"1 row\(s\) with no value in column 'label' at line 3"):
+        load(tmp_path / "m.csv", COLS)
+
+
+def test_multilabel_duplicate_labels_counted_once(tmp_path, capsys):
+    write_csv(tmp_path / "d.csv", [{"text": "a", "label": "x;y;x"}, {"text": "b", "label": "y"}])
+    assert load(tmp_path / "d.csv", COLS, multi_label=True).labels == [["x", "y"], ["y"]]
+    err = capsys.readouterr().err
+    assert (
+        "d.csv: 1 row(s) list a label more than once in column 'label' at line 2; each label counts once"
+        in err
+    )
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match=r"nope\.csv: file not found"):
         load(tmp_path / "nope.csv", COLS)

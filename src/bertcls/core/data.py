@@ -355,6 +355,13 @@ def _parse_label(value: Any, multi_label: bool) -> Any:
     return text or None
 
 
+def _listed_twice(value: Any) -> bool:
+    items = value if isinstance(value, list) else _as_text(value).split(MULTI_LABEL_SEP)
+    items = [_as_text(v).strip() for v in items]
+    items = [i for i in items if i]
+    return len(items) != len(set(items))
+
+
 def _summarise_rows(where: str, rows: list[int]) -> str:
     shown = ", ".join(map(str, rows[:10]))
     return f"{where} {shown}{' ...' if len(rows) > 10 else ''}"
@@ -392,6 +399,7 @@ def load(
     no_label: list[int] = []
     token_label: list[int] = []
     skipped: list[int] = []
+    duplicated: list[int] = []
     unit = "row" if fmt == "parquet" else "line"
     for row, rec in records:
         text = _as_text(rec.get(cols.text))
@@ -408,8 +416,11 @@ def load(
                     f"pass --multi-label or give one label per row"
                 )
             lab = _parse_label(raw, multi_label)
-            # Empty multi-label cells stay on the no-value path so making them "no labels" is one change.
-            missing = lab is None or (multi_label and not lab and raw in (None, ""))
+            # A multi-label row may have no label at all (an empty cell, [] in JSONL): a text that is
+            # none of the labels is real data (a neutral tweet), not a missing value.
+            missing = lab is None
+            if multi_label and lab and _listed_twice(raw):
+                duplicated.append(row)
             token = not missing and missing_labels != "keep" and _is_missing_token(lab)
             if (missing or token) and missing_labels == "skip":
                 skipped.append(row)
@@ -438,6 +449,11 @@ def load(
             f"{path}: {len(token_label)} row(s) whose label in column '{cols.label}' reads as a missing value "
             f"(NaN, null, None, NA, N/A) at {_summarise_rows(unit, token_label)}; pass --missing-labels skip "
             f"to drop those rows, or --missing-labels keep if they are real class names"
+        )
+    if duplicated:
+        warn(
+            f"{path}: {len(duplicated)} row(s) list a label more than once in column '{cols.label}' at "
+            f"{_summarise_rows(unit, duplicated)}; each label counts once"
         )
     if skipped:
         warn(
