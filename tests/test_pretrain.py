@@ -201,8 +201,11 @@ def test_time_budget_stops_and_saves(corpus, tokenizer_dir, tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
-def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkeypatch):
-    """Ctrl-C mid-epoch, then --resume, gives the same weights as an uninterrupted run (across epochs)."""
+def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C mid-epoch (of an --overwrite run), then the printed --resume command, gives the same weights
+    and the same history as an uninterrupted run (across epochs)."""
+    import shlex
+
     extra = (
         "--max-steps",
         "14",
@@ -229,11 +232,17 @@ def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkey
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", flaky_step)
-    assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra)) == 130
-    state = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    capsys.readouterr()
+    assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra, "--overwrite")) == 130
+    partial = tmp_path / "cut.partial"
+    state = json.loads((partial / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+    # a kill after the checkpoint but before metrics.jsonl was rewritten: the checkpoint carries the records
+    (partial / "metrics.jsonl").unlink()
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra, "--resume")) == 0
+    command = capsys.readouterr().err.split("Continue with: ")[1].strip()
+    assert main(shlex.split(command)[1:]) == 0  # exactly what the user is told to type
+    assert not partial.exists()
     a, b = (
         load_file(str(tmp_path / "full" / "model.safetensors")),
         load_file(str(tmp_path / "cut" / "model.safetensors")),
@@ -243,6 +252,10 @@ def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkey
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     full_eval, cut_eval = records(tmp_path / "full", "eval")[-1], records(tmp_path / "cut", "eval")[-1]
     assert full_eval["mlm_loss"] == pytest.approx(cut_eval["mlm_loss"], abs=1e-6)
+    for kind in ("train", "eval"):
+        assert [r["step"] for r in records(tmp_path / "full", kind)] == [
+            r["step"] for r in records(tmp_path / "cut", kind)
+        ]
 
 
 def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):

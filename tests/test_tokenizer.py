@@ -130,7 +130,7 @@ def test_bad_input_exit_2_one_line_no_output(case, tmp_path, capsys):
         write_corpus(corpus, ZH)
         out.mkdir()
         (out / "keep.txt").write_text("x")
-        expect = "output directory exists"
+        expect = "is not empty and is not the output of an earlier 'bertcls tokenizer'"
     code = main(["tokenizer", "train", "--corpus", str(corpus), "--output-dir", str(out)])
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("bertcls: error:")]

@@ -66,10 +66,18 @@ def _weights(d: Path) -> dict[str, torch.Tensor]:
     return load_file(str(d / "model.safetensors"))
 
 
-def test_resume_after_interrupt_is_exact(tmp_path, tiny_bert, sentiment_files, monkeypatch):
-    """Ctrl-C mid-run, then --resume, gives the same weights as an uninterrupted run."""
+def test_resume_after_interrupt_is_exact(
+    tmp_path, tiny_bert, sentiment_files, trained_tiny, monkeypatch, capsys
+):
+    """Ctrl-C mid-run of `--overwrite` keeps the old model; the printed command resumes it exactly."""
+    import shlex
+    import shutil
+
     extra = ("--keep-checkpoints", "--max-train-samples", "64", "--epochs", "3")
     assert main(train_args(tiny_bert, sentiment_files, tmp_path / "full", *extra)) == 0
+    cut = tmp_path / "cut"
+    shutil.copytree(trained_tiny, cut)  # an earlier model that --overwrite is to replace
+    old_weights = (cut / "model.safetensors").read_bytes()
 
     real_step = torch.optim.AdamW.step
     calls = {"n": 0}
@@ -81,21 +89,30 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_bert, sentiment_files, m
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", flaky_step)
-    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "cut", *extra)) == 130
-    assert (tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").is_file()
-    state = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    capsys.readouterr()
+    assert main(train_args(tiny_bert, sentiment_files, cut, *extra, "--overwrite")) == 130
+    err = capsys.readouterr().err
+    assert (cut / "model.safetensors").read_bytes() == old_weights  # the old model survives the interrupt
+    state = json.loads((tmp_path / "cut.partial" / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert state["global_step"] == 5 and state["epoch"] == 1 and state["batches_done"] == 1
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "cut", *extra, "--resume")) == 0
+    command = err.split("Continue with: ")[1].strip()
+    assert command.startswith("bertcls train --config ") and command.endswith(" --resume")
+    assert main(shlex.split(command)[1:]) == 0  # exactly what the user is told to type
+    assert not (tmp_path / "cut.partial").exists()
     # both the best model and the final (last-step) weights must match, so later epochs replay exactly
     for sub in (".", "checkpoints/last"):
-        a, b = _weights(tmp_path / "full" / sub), _weights(tmp_path / "cut" / sub)
+        a, b = _weights(tmp_path / "full" / sub), _weights(cut / sub)
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"{sub}: {k}")
     ma = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    mb = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    mb = json.loads((cut / "metrics.json").read_text())
     assert ma["test"]["accuracy"] == mb["test"]["accuracy"]
+    # the history is that of one uninterrupted run: no record lost, none replayed twice
+    assert (tmp_path / "full" / "metrics.jsonl").read_text().count("\n") == (
+        cut / "metrics.jsonl"
+    ).read_text().count("\n")
 
 
 def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):

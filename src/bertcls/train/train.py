@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import time
-from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from bertcls.core import checkpoint, metrics
+from bertcls.core import checkpoint, metrics, rundir
 from bertcls.core.config import POSITIONAL, OptimArgs, require, save_yaml
 from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
 from bertcls.core.errors import UserError
 from bertcls.core.runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.scoring import label_targets, scalar, score
 
 log = logging.getLogger("bertcls")
 
@@ -56,7 +56,7 @@ class TrainConfig(OptimArgs):
     output_dir: str | None = None
     """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
     overwrite: bool = False
-    """Replace an existing output directory."""
+    """Replace an earlier run in --output-dir (kept until the new run succeeds)."""
     resume: bool = False
     """Continue the run in --output-dir exactly where it stopped."""
     max_length: int = 128
@@ -162,6 +162,17 @@ class Splits:
     test: TextData | None
 
 
+def _split(data: TextData, fraction: float, cfg: TrainConfig, flag: str) -> tuple[TextData, TextData]:
+    """A seeded stratified split, with sklearn's refusal (too few rows per class) as a one-line error."""
+    try:
+        return split_validation(data, fraction, cfg.seed, cfg.multi_label)
+    except ValueError as e:
+        raise UserError(
+            f"{data.source}: cannot split {len(data)} rows for {flag} ({str(e).splitlines()[0]}); "
+            f"give more rows or a --validation-file"
+        ) from None
+
+
 def load_splits(cfg: TrainConfig) -> Splits:
     if cfg.dataset:
         from bertcls.core.datasets import load_builtin
@@ -174,9 +185,15 @@ def load_splits(cfg: TrainConfig) -> Splits:
         val = load(cfg.validation_file, cols, **kw) if cfg.validation_file else None
         test = load(cfg.test_file, cols, **kw) if cfg.test_file else None
         if val is None:
-            train, val = split_validation(train, cfg.validation_split, cfg.seed, cfg.multi_label)
+            train, val = _split(train, cfg.validation_split, cfg, "--validation-split")
     if cfg.max_train_samples and cfg.max_train_samples < len(train):
-        train, _ = split_validation(train, 1 - cfg.max_train_samples / len(train), cfg.seed, cfg.multi_label)
+        n_labels = len(label_counts(train))
+        if not cfg.multi_label and cfg.max_train_samples < n_labels:
+            raise UserError(
+                f"--max-train-samples={cfg.max_train_samples} is fewer than the {n_labels} labels in "
+                f"{train.source}; use at least {n_labels} so that every label keeps a training row"
+            )
+        train, _ = _split(train, 1 - cfg.max_train_samples / len(train), cfg, "--max-train-samples")
     return Splits(train, val, test)
 
 
@@ -206,18 +223,6 @@ def resolve_labels(splits: Splits, cfg: TrainConfig) -> list[str]:
     return labels
 
 
-def label_targets(data: TextData, labels: list[str], multi: bool) -> list:
-    index = {lab: i for i, lab in enumerate(labels)}
-    if multi:
-        out = []
-        for labs in data.labels:
-            v = np.zeros(len(labels), dtype=np.float32)
-            v[[index[x] for x in labs if x in index]] = 1
-            out.append(v)
-        return out
-    return [index.get(lab, -1) for lab in data.labels]
-
-
 def class_weight_tensor(targets: list, n_labels: int, multi: bool) -> torch.Tensor:
     if multi:
         pos = np.sum(np.stack(targets), axis=0)
@@ -233,115 +238,100 @@ def default_output_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{data}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_output_dir(cfg: TrainConfig) -> Path:
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    if cfg.resume:
-        if not checkpoint.exists(out / "checkpoints" / "last"):
-            raise UserError(
-                f"{out}: no checkpoint to resume (expected {out}/checkpoints/last); "
-                f"check --output-dir or start without --resume"
-            )
-    elif out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise UserError(
-                f"{out}: output directory exists and is not empty; pass --overwrite to replace it, "
-                f"--resume to continue it, or choose another --output-dir"
-            )
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def plan_run_dir(cfg: TrainConfig, model_path: str) -> rundir.RunDir:
+    """Where the run works and ends up, checked before anything is written."""
+    run = rundir.locate_run(Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg), cfg.resume)
+    inputs = [
+        ("--model", model_path),
+        ("--train-file", cfg.train_file),
+        ("--validation-file", cfg.validation_file),
+        ("--test-file", cfg.test_file),
+    ]
+    rundir.check_run_dir(run, "train", cfg.overwrite, cfg.resume, inputs)
+    return run
 
 
-def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
+def build_model(model_path: str, labels: list[str], multi: bool, tokenizer, max_length: int):
     from transformers import AutoModelForSequenceClassification
 
+    from bertcls.core.load_report import load_classifier
     from bertcls.core.models import check_vocab
 
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+    def load(**kw):
+        return AutoModelForSequenceClassification.from_pretrained(
             model_path,
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={lab: i for i, lab in enumerate(labels)},
             problem_type="multi_label_classification" if multi else "single_label_classification",
             ignore_mismatched_sizes=True,  # re-fine-tuning a classifier with a different label set
+            **kw,
         )
+
+    try:
+        model = load_classifier(load, len(labels))
     except (OSError, ValueError) as e:
         raise UserError(
             f"--model={model_path}: cannot load ({str(e).splitlines()[0]}); "
             f"give a BERT-family model directory or a built-in alias"
         ) from None
     check_vocab(tokenizer, model.config, model_path)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit and max_length > limit:
+        raise UserError(
+            f"--max-length={max_length} exceeds the {limit} positions of --model={model_path}; "
+            f"use --max-length {limit} or less"
+        )
     return model
-
-
-def param_groups(model, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-def score(
-    model,
-    enc: list[dict],
-    data: TextData,
-    labels: list[str],
-    multi: bool,
-    batch_size: int,
-    pad_id: int,
-    thresholds: np.ndarray | None = None,
-) -> tuple[dict, np.ndarray]:
-    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits)."""
-    from bertcls.core.batching import batched_logits
-
-    logits = batched_logits(model, enc, batch_size, pad_id)
-    if multi:
-        y = np.stack(label_targets(data, labels, True)).astype(int)
-        t = thresholds if thresholds is not None else np.full(len(labels), 0.5)
-        pred = (metrics.sigmoid(logits) >= t).astype(int)
-        return metrics.multi_label(y, pred, labels, logits), logits
-    pred = [labels[i] for i in logits.argmax(axis=1)]
-    ids = np.asarray(label_targets(data, labels, False))
-    return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None), logits
-
-
-def scalar(m: dict) -> dict:
-    return {k: v for k, v in m.items() if isinstance(v, (int, float))}
 
 
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg: TrainConfig) -> dict:
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from transformers import get_linear_schedule_with_warmup
 
-    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
     from bertcls.core.models import load_tokenizer, resolve_model
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    setup_logging(None)
     splits = load_splits(cfg)
     labels = resolve_labels(splits, cfg)
-    multi = cfg.multi_label
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
-    model = build_model(model_path, labels, multi, tokenizer)
+    model = build_model(model_path, labels, cfg.multi_label, tokenizer, cfg.max_length)
+    run_dir = plan_run_dir(cfg, model_path)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
+    accelerator.wait_for_everyone()  # every rank has checked the directories before rank 0 writes
     if accelerator.is_main_process:
-        out = prepare_output_dir(cfg)
-        save_yaml(cfg, out / "run_config.yaml")
-    else:  # other ranks never write; they only need the paths (resume requires --output-dir)
-        out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+        rundir.start_run(run_dir, cfg.resume)
+        save_yaml(rundir.run_config_for_resume(cfg, run_dir.final), run_dir.work / "run_config.yaml")
     accelerator.wait_for_everyone()
-    setup_logging(out / "train.log", accelerator.is_main_process)
+    setup_logging(run_dir.work / "train.log", accelerator.is_main_process)
+    try:
+        result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path)
+    except Interrupted:
+        raise
+    except BaseException:
+        if accelerator.is_main_process:
+            rundir.discard_failed(run_dir, cfg.resume)
+        raise
+    if accelerator.is_main_process:
+        rundir.publish(run_dir)
+        log.info("model saved to %s", run_dir.final)
+    return result
+
+
+def train(
+    cfg: TrainConfig, run_dir, accelerator, model, tokenizer, splits: Splits, labels, model_path
+) -> dict:
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
+
+    multi = cfg.multi_label
     log.info(
         "train %d / validation %d / test %d rows; labels: %s",
         len(splits.train),
@@ -368,7 +358,7 @@ def run(cfg: TrainConfig) -> dict:
         collate_fn=Collator(tokenizer.pad_token_id, multi),
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW(rundir.param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     log.info(
         "%d process(es) on %s, precision %s, %d batches per epoch per process",
@@ -403,10 +393,9 @@ def run(cfg: TrainConfig) -> dict:
         "stopped_early": False,
     }
     history: list[dict] = []
-    ckpt_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
     if cfg.resume:
-        state = checkpoint.load(ckpt_dir, accelerator.unwrap_model(model), optimizer, scheduler)
-        history = _read_history(out / "metrics.jsonl")
+        state = checkpoint.load(run_dir.checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        history = rundir.restored_history(run_dir, state["global_step"])
         log.info("resumed at epoch %d, step %d", state["epoch"], state["global_step"])
     state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
 
@@ -417,14 +406,15 @@ def run(cfg: TrainConfig) -> dict:
     def save_checkpoint() -> None:
         if accelerator.is_main_process:
             checkpoint.save(
-                ckpt_dir,
+                run_dir.checkpoint,
                 accelerator.unwrap_model(model).state_dict(),
                 optimizer,
                 scheduler,
                 state,
                 boundary_rng,
+                history,
             )
-            _write_history(out / "metrics.jsonl", history)
+            rundir.write_history(run_dir.work / rundir.HISTORY_FILE, history)
         accelerator.wait_for_everyone()
 
     def evaluate_and_checkpoint() -> bool:
@@ -453,8 +443,8 @@ def run(cfg: TrainConfig) -> dict:
         if value is not None and metrics.is_better(cfg.metric, value, state["best"]):
             state.update(best=value, best_step=state["global_step"], bad_evals=0)
             if accelerator.is_main_process:
-                _save_weights(accelerator.unwrap_model(model), best_dir)
-                (best_dir / "validation_metrics.json").write_text(json.dumps(m), encoding="utf-8")
+                _save_weights(accelerator.unwrap_model(model), run_dir.best)
+                (run_dir.best / "validation_metrics.json").write_text(json.dumps(m), encoding="utf-8")
         else:
             state["bad_evals"] += 1
         stop = bool(cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience)
@@ -532,10 +522,7 @@ def run(cfg: TrainConfig) -> dict:
     except KeyboardInterrupt:
         bar.close()
         save_checkpoint()
-        raise Interrupted(
-            f"interrupted at step {state['global_step']}; checkpoint saved in {ckpt_dir}. "
-            f"Continue with: bertcls train --config {out}/run_config.yaml --resume"
-        ) from None
+        raise rundir.interrupted("train", run_dir, state["global_step"]) from None
     bar.close()
     log.info("training done: %d steps in %.1fs", state["global_step"], state["train_seconds"])
 
@@ -543,13 +530,15 @@ def run(cfg: TrainConfig) -> dict:
     if not accelerator.is_main_process:
         return {}
     final = accelerator.unwrap_model(model)
-    if (best_dir / "model.safetensors").is_file():
+    if (run_dir.best / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
-        final.load_state_dict(load_file(str(best_dir / "model.safetensors")), strict=False)
-    from bertcls.core.report import finish_run
+        final.load_state_dict(load_file(str(run_dir.best / "model.safetensors")), strict=False)
+    from bertcls.core.report import FinishedRun, finish_run
 
-    return finish_run(cfg, out, final, tokenizer, splits, labels, multi, state, history, model_path, enc_val)
+    return finish_run(
+        FinishedRun(cfg, run_dir, final, tokenizer, splits, labels, state, history, model_path, enc_val)
+    )
 
 
 def _save_weights(model, directory: Path) -> None:
@@ -561,26 +550,10 @@ def _save_weights(model, directory: Path) -> None:
     os.replace(tmp, directory / "model.safetensors")
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
-    from bertcls.core.io import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
-
-
-def _read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def label_summary(data: TextData) -> dict[str, int]:
-    return dict(Counter(label_counts(data)).most_common())
-
-
 def summarize(result: dict) -> str:
-    """What `bertcls train` prints: the scalar metrics of the best checkpoint."""
+    """What `bertcls train` prints: the essentials of the best model; every number is in metrics.json."""
     if not result:
         return ""
-    shown = {k: scalar(v) for k, v in result.items() if k in ("validation", "test")}
-    shown["train"] = {k: v for k, v in result["train"].items() if k != "label_counts"}
-    return json.dumps(shown, indent=2, ensure_ascii=False)
+    from bertcls.core.report import summary_table
+
+    return summary_table(result)
