@@ -95,6 +95,8 @@ def test_resume_after_interrupt_is_exact(
     assert (cut / "model.safetensors").read_bytes() == old_weights  # the old model survives the interrupt
     state = json.loads((tmp_path / "cut.partial" / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert state["global_step"] == 5 and state["epoch"] == 1 and state["batches_done"] == 1
+    # a kill after the checkpoint but before metrics.jsonl was rewritten: the checkpoint carries the records
+    (tmp_path / "cut.partial" / "metrics.jsonl").unlink()
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
     command = err.split("Continue with: ")[1].strip()
     assert command.startswith("bertcls train --config ") and command.endswith(" --resume")
@@ -109,10 +111,14 @@ def test_resume_after_interrupt_is_exact(
     ma = json.loads((tmp_path / "full" / "metrics.json").read_text())
     mb = json.loads((cut / "metrics.json").read_text())
     assert ma["test"]["accuracy"] == mb["test"]["accuracy"]
+
     # the history is that of one uninterrupted run: no record lost, none replayed twice
-    assert (tmp_path / "full" / "metrics.jsonl").read_text().count("\n") == (
-        cut / "metrics.jsonl"
-    ).read_text().count("\n")
+    def steps(run: Path) -> list[tuple[str, int]]:
+        return [
+            (r["type"], r["step"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        ]
+
+    assert steps(tmp_path / "full") == steps(cut)
 
 
 def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):
@@ -224,34 +230,46 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
         )
 
 
-def test_sentence_pairs(tmp_path, tiny_bert):
-    rows = [
-        {"a": r["text"], "b": r["text"].split()[0], "label": r["label"]} for r in sentiment_rows(80, seed=7)
-    ]
-    write_csv(tmp_path / "p.csv", rows)
-    out = tmp_path / "pairs"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                str(tiny_bert),
-                "--train-file",
-                str(tmp_path / "p.csv"),
-                "--text-column",
-                "a",
-                "--text-pair-column",
-                "b",
-                "--output-dir",
-                str(out),
-                "--epochs",
-                "1",
-            ]
+def _pair_rows(n: int, seed: int) -> list[dict]:
+    """Segment A is neutral filler; only segment B says the label, so a model that ignores B is at chance."""
+    import random
+
+    from helpers import FILLER, NEG, POS
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        word = rng.choice(POS if pos else NEG)
+        rows.append(
+            {
+                "a": " ".join(rng.sample(FILLER, 5)),
+                "b": f"{word} {rng.choice(FILLER)} {word}",
+                "label": "positive" if pos else "negative",
+            }
         )
-        == 0
-    )
+    return rows
+
+
+def test_sentence_pairs(tmp_path, tiny_bert):
+    from bertcls import TextClassifier
+
+    write_csv(tmp_path / "p.csv", _pair_rows(160, seed=7))
+    write_csv(tmp_path / "dev.csv", _pair_rows(40, seed=8))
+    write_csv(tmp_path / "test.csv", _pair_rows(40, seed=9))
+    out = tmp_path / "pairs"
+    args = ["--text-column", "a", "--text-pair-column", "b"]
+    files = {"train": tmp_path / "p.csv", "dev": tmp_path / "dev.csv", "test": tmp_path / "test.csv"}
+    assert main(train_args(tiny_bert, files, out, *args)) == 0
     meta = json.loads((out / "bertcls.json").read_text())
     assert meta["text_pair_column"] == "b"
+    # the label is only in segment B: scoring well on unseen pairs means B reached the model
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] >= 0.9
+    clf = TextClassifier.from_pretrained(out)
+    (enc,) = clf.encode(["the movie was a story"], ["great film great"])
+    assert 1 in enc["token_type_ids"] and enc["token_type_ids"][0] == 0  # B is segment 1, A segment 0
+    a = "the movie was a story"
+    assert clf.predict([a, a], ["great film great", "awful film awful"]) == ["positive", "negative"]
 
 
 @pytest.mark.parametrize(
