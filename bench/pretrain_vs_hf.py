@@ -122,7 +122,7 @@ def hf_reference(a, tokenizer: str) -> dict:
 
     from bertcls.pretrain import instances
     from bertcls.pretrain.corpora import load_corpora
-    from bertcls.pretrain.pretrain import PRESETS
+    from bertcls.pretrain.prepare import PRESETS
 
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(tokenizer)

@@ -308,6 +308,8 @@ def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
         "size_with_model",
         "dupe_factor_0",
         "missing_exclude_file",
+        "seq_longer_than_model",
+        "unwritable",
     ],
 )
 def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_bert, tmp_path, capsys):
@@ -333,6 +335,15 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
     elif case == "missing_exclude_file":
         args += ["--exclude-file", str(tmp_path / "dev.csv")]
         expect = "dev.csv: --exclude-file not found; give the evaluation file whose texts to keep out"
+    elif case == "seq_longer_than_model":
+        args = ["pretrain", "--corpus", str(corpus), "--model", str(tiny_bert), "--output-dir", str(out)]
+        args += ["--max-seq-length", "256"]
+        expect = "--max-seq-length=256 exceeds the model's 128 positions"
+    elif case == "unwritable":
+        (tmp_path / "file.txt").write_text("x")
+        out = tmp_path / "file.txt" / "run"
+        args[args.index("--output-dir") + 1] = str(out)
+        expect = "cannot create it"
     elif case == "dupe_factor_0":
         args += ["--dupe-factor", "0"]
         expect = "--dupe-factor=0 is invalid: must be >= 1"
@@ -376,3 +387,14 @@ def test_dropout_option_applies_to_the_run_but_not_the_saved_config(corpus, toke
     saved = json.loads((out / "config.json").read_text())
     assert saved["hidden_dropout_prob"] == 0.1 and saved["attention_probs_dropout_prob"] == 0.1
     assert "dropout: 0.0" in (out / "run_config.yaml").read_text()
+
+
+def test_summary_is_a_short_table(pretrained):
+    from bertcls.pretrain.pretrain import summarize
+
+    result = json.loads((pretrained / "metrics.json").read_text())
+    text = summarize(result)
+    lines = text.splitlines()
+    assert len(lines) <= 5 and "{" not in text
+    assert lines[1].split()[:3] == ["eval", str(result["eval"]["n"]), f"{result['eval']['mlm_accuracy']:.4f}"]
+    assert f"model saved to {result['output_dir']}" in text

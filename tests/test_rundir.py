@@ -158,7 +158,7 @@ def test_failed_overwrite_keeps_the_old_model_and_leaves_nothing(
 
 
 @pytest.mark.parametrize(
-    "case", ["max_length", "few_samples", "unwritable", "foreign", "model_dir", "exists"]
+    "case", ["max_length", "few_samples", "unwritable", "foreign", "model_dir", "exists", "interrupted"]
 )
 def test_train_refusals_are_one_line_and_touch_nothing(case, tiny_bert, sentiment_files, tmp_path, capsys):
     files, extra = dict(sentiment_files), []
@@ -182,15 +182,21 @@ def test_train_refusals_are_one_line_and_touch_nothing(case, tiny_bert, sentimen
         extra, expect = ["--overwrite"], "not the output of an earlier 'bertcls train'"
     elif case == "model_dir":
         out, extra, expect = model, ["--overwrite"], "an input of this command"
-    else:
+    elif case == "exists":
         out.mkdir()
         (out / "run_config.yaml").write_text("label_column: label\n")
         expect = "pass --overwrite to replace it"
+    else:  # an interrupted run waits in run.partial: a new run must not silently discard it
+        last = rundir.partial_dir(out) / "checkpoints" / "last"
+        last.mkdir(parents=True)
+        (last.parent.parent / "run_config.yaml").write_text("label_column: label\n")
+        (last / checkpoint.STATE_FILE).write_text("{}")
+        expect = "holds an interrupted 'bertcls train' run; continue it with --resume"
     before = _snapshot(tmp_path)
     assert main(train_args(model, files, out, *extra)) == 2
     _one_error(capsys, expect)
     assert _snapshot(tmp_path) == before
-    assert not rundir.partial_dir(out).exists()
+    assert case == "interrupted" or not rundir.partial_dir(out).exists()
 
 
 def test_resume_without_an_interrupted_run_says_so(tiny_bert, sentiment_files, tmp_path, capsys):

@@ -45,8 +45,8 @@ RECOGNISE: dict[str, Callable[[Path], bool]] = {
 }
 
 
-def _inside(path: Path, other: Path) -> bool:
-    return path == other or path in other.parents
+def _contains(outer: Path, inner: Path) -> bool:
+    return outer == inner or outer in inner.parents
 
 
 def check_output_dir(
@@ -66,11 +66,11 @@ def check_output_dir(
     out = Path(out)
     where = out.resolve()
     for name, path in inputs:
-        if path is not None and Path(path).exists() and _inside(where, Path(path).resolve()):
+        if path is not None and Path(path).exists() and _contains(where, Path(path).resolve()):
             raise UserError(
                 f"{flag}={out} would replace {name}={path}, an input of this command; choose another {flag}"
             )
-    if _inside(where, Path.cwd().resolve()):
+    if _contains(where, Path.cwd().resolve()):
         raise UserError(f"{flag}={out} is the current directory (or contains it); choose a new directory")
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag}={out} is a file, not a directory; choose another {flag}")
@@ -134,11 +134,12 @@ def check_run_dir(
     # A resumed run was given --overwrite consent (or found nothing to replace) when it started.
     check_output_dir(run.final, kind, overwrite=True if resume else overwrite, inputs=inputs)
     if not resume and run.work.exists():
-        if not overwrite:
+        if checkpoint.exists(run.checkpoint) and not overwrite:
             raise UserError(
                 f"{run.work} holds an interrupted 'bertcls {kind}' run; continue it with --resume, "
                 f"pass --overwrite to start over, or choose another --output-dir"
             )
+        # Without a checkpoint it is the remains of a killed start: ours to replace, if it is ours.
         check_output_dir(run.work, kind, overwrite=True, inputs=inputs)
 
 

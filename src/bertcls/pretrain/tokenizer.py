@@ -128,7 +128,7 @@ def run(cfg: TokenizerConfig) -> dict:
     from bertcls.pretrain.corpora import check_specs, iter_paragraphs, load_corpora
 
     out = Path(cfg.output_dir)
-    check_output_dir(out, "tokenizer", overwrite=cfg.overwrite)
+    check_output_dir(out, "tokenizer", overwrite=cfg.overwrite, inputs=[("--corpus", c) for c in cfg.corpus])
     check_specs(cfg.corpus)
     setup_logging(None)
     t0 = time.perf_counter()
