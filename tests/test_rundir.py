@@ -271,3 +271,29 @@ def test_first_train_run_says_new_head_in_one_line(tiny_bert, sentiment_files, t
     assert "new classification head initialised for 2 labels" in err
     assert "LOAD REPORT" not in err and "MISSING" not in err
     assert "model saved to" in out and not out.lstrip().startswith("{")
+
+
+def test_crash_after_a_checkpoint_keeps_the_old_model_and_resumes(
+    tiny_bert, sentiment_files, trained_tiny, tmp_path, monkeypatch
+):
+    out = Path(shutil.copytree(trained_tiny, tmp_path / "m"))
+    before = _snapshot(out)
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def crash_in_epoch_2(self, *a, **k):  # 10 steps per epoch: the epoch-1 checkpoint exists
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise RuntimeError("killed (simulated)")
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", crash_in_epoch_2)
+    with pytest.raises(RuntimeError, match="simulated"):
+        main(train_args(tiny_bert, sentiment_files, out, "--overwrite"))
+    assert _snapshot(out) == before
+    assert checkpoint.exists(rundir.partial_dir(out) / "checkpoints" / "last")
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert main(train_args(tiny_bert, sentiment_files, out, "--resume")) == 0
+    assert not rundir.partial_dir(out).exists()
+    assert _snapshot(out) != before
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 40

@@ -83,8 +83,8 @@ def check_output_dir(
         )
     if overwrite is False:
         raise UserError(
-            f"{flag}={out} holds an earlier 'bertcls {kind}' run; pass --overwrite to replace it "
-            f"(it is kept until the new run succeeds), --resume to continue it, or choose another {flag}"
+            f"{flag}={out} holds an earlier 'bertcls {kind}' output; pass --overwrite to replace it "
+            f"(it is kept until the new one is complete) or choose another {flag}"
         )
 
 
@@ -112,7 +112,8 @@ def partial_dir(out: Path) -> Path:
 
 
 def locate_run(out: str | os.PathLike, resume: bool) -> RunDir:
-    """The run directories for ``out``. Pure: every process of a data-parallel run computes the same."""
+    """The run directories for ``out``, from the file system alone, so every process of a data-parallel
+    run finds the same. (``checkpoint.exists`` first repairs a checkpoint killed between its renames.)"""
     out = Path(out)
     stage = partial_dir(out)
     if resume and not checkpoint.exists(stage / "checkpoints" / "last"):

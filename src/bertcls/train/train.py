@@ -44,13 +44,13 @@ def run(cfg: TrainConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     setup_logging(None)
+    model_path = resolve_model(cfg.model)
+    run_dir = plan_run_dir(cfg, model_path)
     splits = load_splits(cfg)
     labels = resolve_labels(splits, cfg)
-    model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
     model = build_model(model_path, labels, cfg.multi_label, tokenizer, cfg.max_length)
-    run_dir = plan_run_dir(cfg, model_path)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     accelerator.wait_for_everyone()  # every rank has checked the directories before rank 0 writes
     if accelerator.is_main_process:
