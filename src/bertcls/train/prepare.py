@@ -240,7 +240,23 @@ def plan_run_dir(cfg: TrainConfig, model_path: str) -> rundir.RunDir:
     return run
 
 
-def build_model(model_path: str, labels: list[str], multi: bool, tokenizer, max_length: int):
+def check_max_length(cfg: TrainConfig, model_path: str) -> None:
+    """--max-length beyond the model's position embeddings fails deep inside the first forward pass;
+    say so up front, from config.json alone. (A model that cannot load is reported by build_model.)"""
+    from transformers import AutoConfig
+
+    try:
+        limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return
+    if limit and cfg.max_length > limit:
+        raise UserError(
+            f"--max-length={cfg.max_length} exceeds the {limit} positions of --model={cfg.model}; "
+            f"use --max-length {limit} or less"
+        )
+
+
+def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
     from transformers import AutoModelForSequenceClassification
 
     from bertcls.core.load_report import load_classifier
@@ -265,10 +281,4 @@ def build_model(model_path: str, labels: list[str], multi: bool, tokenizer, max_
             f"give a BERT-family model directory or a built-in alias"
         ) from None
     check_vocab(tokenizer, model.config, model_path)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit and max_length > limit:
-        raise UserError(
-            f"--max-length={max_length} exceeds the {limit} positions of --model={model_path}; "
-            f"use --max-length {limit} or less"
-        )
     return model

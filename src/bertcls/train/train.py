@@ -25,6 +25,7 @@ from bertcls.train.prepare import (
     Splits,
     TrainConfig,
     build_model,
+    check_max_length,
     class_weight_tensor,
     load_splits,
     plan_run_dir,
@@ -46,11 +47,12 @@ def run(cfg: TrainConfig) -> dict:
     setup_logging(None)
     model_path = resolve_model(cfg.model)
     run_dir = plan_run_dir(cfg, model_path)
+    check_max_length(cfg, model_path)
     splits = load_splits(cfg)
     labels = resolve_labels(splits, cfg)
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
-    model = build_model(model_path, labels, cfg.multi_label, tokenizer, cfg.max_length)
+    model = build_model(model_path, labels, cfg.multi_label, tokenizer)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     accelerator.wait_for_everyone()  # every rank has checked the directories before rank 0 writes
     if accelerator.is_main_process:
