@@ -343,7 +343,7 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
         (tmp_path / "file.txt").write_text("x")
         out = tmp_path / "file.txt" / "run"
         args[args.index("--output-dir") + 1] = str(out)
-        expect = "cannot create it"
+        expect = "cannot write there ("
     elif case == "dupe_factor_0":
         args += ["--dupe-factor", "0"]
         expect = "--dupe-factor=0 is invalid: must be >= 1"

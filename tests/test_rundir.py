@@ -83,7 +83,19 @@ def test_evaluate_into_an_unwritable_place_is_one_line(model, sentiment_files, t
     assert (
         main(["evaluate", str(model), "--file", str(sentiment_files["test"]), "--output-dir", str(out)]) == 2
     )
-    _one_error(capsys, "cannot")
+    _one_error(capsys, "cannot write there (")
+
+
+def test_export_into_an_unwritable_place_fails_before_the_work(model, tmp_path, monkeypatch, capsys):
+    from bertcls.deploy import export
+
+    def no_work(*a, **k):
+        raise AssertionError("the export started before the output was checked")
+
+    monkeypatch.setattr(export, "_require_deps", no_work)
+    (tmp_path / "file.txt").write_text("x")
+    assert main(["export", str(model), "--output-dir", str(tmp_path / "file.txt" / "onnx")]) == 2
+    _one_error(capsys, "cannot write there (")
 
 
 # ---------------------------------------------------------------------------------------------------- io, checkpoint
@@ -175,7 +187,7 @@ def test_train_refusals_are_one_line_and_touch_nothing(case, tiny_bert, sentimen
         extra, expect = ["--max-train-samples", "4"], "--max-train-samples=4 is fewer than the 6 labels"
     elif case == "unwritable":
         (tmp_path / "file.txt").write_text("x")
-        out, expect = tmp_path / "file.txt" / "run", "cannot create it"
+        out, expect = tmp_path / "file.txt" / "run", "cannot write there ("
     elif case == "foreign":
         out.mkdir()
         (out / "keep.txt").write_text("x")
@@ -297,3 +309,16 @@ def test_crash_after_a_checkpoint_keeps_the_old_model_and_resumes(
     assert not rundir.partial_dir(out).exists()
     assert _snapshot(out) != before
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 40
+
+
+def test_read_only_parent_is_refused_up_front(tmp_path, monkeypatch):
+    """Root ignores permission bits, so the read-only place is simulated where bertcls asks about it."""
+    from bertcls.core.errors import UserError
+
+    monkeypatch.setattr(rundir.os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(UserError, match=r"out: cannot write there \(.* is not writable\)"):
+        rundir.check_output_dir(tmp_path / "out", "evaluate", overwrite=None)
+    with pytest.raises(UserError, match="is not writable"):  # the nearest existing ancestor decides
+        rundir.check_output_dir(tmp_path / "new" / "out", "evaluate", overwrite=None)
+    (tmp_path / "ok").mkdir()
+    rundir.check_output_dir(tmp_path / "ok" / "out", "evaluate", overwrite=None)

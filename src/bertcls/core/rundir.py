@@ -74,6 +74,7 @@ def check_output_dir(
         raise UserError(f"{flag}={out} is the current directory (or contains it); choose a new directory")
     if out.exists() and not out.is_dir():
         raise UserError(f"{flag}={out} is a file, not a directory; choose another {flag}")
+    _check_writable(out, flag)
     if not out.exists() or not any(out.iterdir()):
         return
     if not RECOGNISE[kind](out):
@@ -86,6 +87,19 @@ def check_output_dir(
             f"{flag}={out} holds an earlier 'bertcls {kind}' output; pass --overwrite to replace it "
             f"(it is kept until the new one is complete) or choose another {flag}"
         )
+
+
+def _check_writable(out: Path, flag: str) -> None:
+    """The new result is built beside ``out`` and renamed into place: its parent must be writable. Checked
+    up front so that an hour of work does not end in a PermissionError."""
+    anc = out.absolute().parent
+    while not anc.exists():
+        anc = anc.parent
+    why = "is a file" if not anc.is_dir() else None
+    if why is None and not os.access(anc, os.W_OK | os.X_OK):
+        why = "is not writable"
+    if why:
+        raise UserError(f"{flag}={out}: cannot write there ({anc} {why}); choose a writable place")
 
 
 # ---------------------------------------------------------------------------------------------------- runs
