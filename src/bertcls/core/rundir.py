@@ -9,12 +9,13 @@ and ``--resume`` finds the interrupted run's checkpoints in ``<out>.partial``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,6 +180,34 @@ def discard_failed(run: RunDir, resume: bool) -> None:
         log.error("the run failed; its last checkpoint is kept in %s (continue with --resume)", run.work)
     else:
         shutil.rmtree(run.work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def session(run: RunDir, cfg, accelerator) -> Iterator[None]:
+    """The life of a `train`/`pretrain` run directory around its loop: created (with the config that
+    resumes it and train.log) once every rank has checked it, published if the block succeeds, removed if
+    it fails before its first checkpoint, kept for --resume when interrupted."""
+    from bertcls.core.config import save_yaml
+    from bertcls.core.runtime import Interrupted, setup_logging
+
+    main = accelerator.is_main_process
+    accelerator.wait_for_everyone()
+    if main:
+        start_run(run, cfg.resume)
+        save_yaml(run_config_for_resume(cfg, run.final), run.work / "run_config.yaml")
+    accelerator.wait_for_everyone()
+    setup_logging(run.work / "train.log", main)
+    try:
+        yield
+    except Interrupted:
+        raise
+    except BaseException:
+        if main:
+            discard_failed(run, cfg.resume)
+        raise
+    if main:
+        publish(run)
+        log.info("model saved to %s", run.final)
 
 
 def run_config_for_resume(cfg, out: Path):

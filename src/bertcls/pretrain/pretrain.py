@@ -21,9 +21,8 @@ from pathlib import Path
 import torch
 
 from bertcls.core import checkpoint, rundir
-from bertcls.core.config import save_yaml
 from bertcls.core.errors import UserError
-from bertcls.core.runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.pretrain.prepare import (
     PretrainConfig,
     build_model,
@@ -77,23 +76,8 @@ def run(cfg: PretrainConfig) -> dict:
     model = build_model(cfg, model_path, tokenizer)
     set_dropout(model, cfg.dropout)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
-    accelerator.wait_for_everyone()  # every rank has checked the directories before rank 0 writes
-    if accelerator.is_main_process:
-        rundir.start_run(run_dir, cfg.resume)
-        save_yaml(rundir.run_config_for_resume(cfg, run_dir.final), run_dir.work / "run_config.yaml")
-    accelerator.wait_for_everyone()
-    setup_logging(run_dir.work / "train.log", accelerator.is_main_process)
-    try:
+    with rundir.session(run_dir, cfg, accelerator):
         result = pretrain(cfg, run_dir, accelerator, model, tokenizer, train_set, eval_set)
-    except Interrupted:
-        raise
-    except BaseException:
-        if accelerator.is_main_process:
-            rundir.discard_failed(run_dir, cfg.resume)
-        raise
-    if accelerator.is_main_process:
-        rundir.publish(run_dir)
-        log.info("model saved to %s", run_dir.final)
     return result
 
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from bertcls.core import checkpoint, metrics, rundir
-from bertcls.core.config import save_yaml
-from bertcls.core.runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.core.scoring import label_targets, scalar, score
 from bertcls.train.prepare import (
     Splits,
@@ -54,23 +53,8 @@ def run(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed)
     model = build_model(model_path, labels, cfg.multi_label, tokenizer)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
-    accelerator.wait_for_everyone()  # every rank has checked the directories before rank 0 writes
-    if accelerator.is_main_process:
-        rundir.start_run(run_dir, cfg.resume)
-        save_yaml(rundir.run_config_for_resume(cfg, run_dir.final), run_dir.work / "run_config.yaml")
-    accelerator.wait_for_everyone()
-    setup_logging(run_dir.work / "train.log", accelerator.is_main_process)
-    try:
+    with rundir.session(run_dir, cfg, accelerator):
         result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path)
-    except Interrupted:
-        raise
-    except BaseException:
-        if accelerator.is_main_process:
-            rundir.discard_failed(run_dir, cfg.resume)
-        raise
-    if accelerator.is_main_process:
-        rundir.publish(run_dir)
-        log.info("model saved to %s", run_dir.final)
     return result
 
 
