@@ -120,14 +120,14 @@ def hf_reference(a, tokenizer: str) -> dict:
         set_seed,
     )
 
-    from bertcls.pretrain import instances as pd
+    from bertcls.pretrain import instances
     from bertcls.pretrain.corpora import load_corpora
-    from bertcls.pretrain.pretrain import PRESETS
+    from bertcls.pretrain.prepare import PRESETS
 
     t0 = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(tokenizer)
-    docs = pd.tokenize_documents(tok, load_corpora([a.corpus]), whole_word=False)
-    inst = pd.create_instances(docs, a.max_seq_length, 0.1, a.seed, tok.cls_token_id, tok.sep_token_id)
+    docs = instances.tokenize_documents(tok, load_corpora([a.corpus]), whole_word=False)
+    inst = instances.create_instances(docs, a.max_seq_length, 0.1, a.seed, tok.cls_token_id, tok.sep_token_id)
 
     class Pairs(torch.utils.data.Dataset):
         def __len__(self):

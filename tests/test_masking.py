@@ -7,16 +7,16 @@ import random
 import numpy as np
 import pytest
 
-from bertcls.pretrain import instances as pd
+from bertcls.pretrain import instances, masking
 
 CLS, SEP, MASK = 2, 3, 4
 SPECIAL = (0, 1, 2, 3, 4)
-SPEC = pd.MaskSpec(mask_id=MASK, special_ids=SPECIAL, vocab_size=1000)
+SPEC = masking.MaskSpec(mask_id=MASK, special_ids=SPECIAL, vocab_size=1000)
 
 
 def synthetic_docs(
     n_docs: int, seed: int = 0, word_starts: bool = False, max_sents: int = 12
-) -> list[list[pd.Sentence]]:
+) -> list[list[instances.Sentence]]:
     """Documents of random sentences of random ids (>= 5, so never special); words of 1-3 tokens."""
     rng = np.random.default_rng(seed)
     docs = []
@@ -33,14 +33,16 @@ def synthetic_docs(
     return docs
 
 
-def instances(n_docs: int = 300, max_len: int = 64, seed: int = 0, word_starts: bool = False) -> pd.Instances:
-    return pd.create_instances(synthetic_docs(n_docs, seed, word_starts), max_len, 0.1, seed, CLS, SEP)
+def make_instances(
+    n_docs: int = 300, max_len: int = 64, seed: int = 0, word_starts: bool = False
+) -> instances.Instances:
+    return instances.create_instances(synthetic_docs(n_docs, seed, word_starts), max_len, 0.1, seed, CLS, SEP)
 
 
 # ---------------------------------------------------------------------------------------------------- sentences
 def test_split_sentences_english_and_chinese():
     en = 'It was 3.5 m long. The crew, e.g. this one, left! Did they? yes they did. "Quoted." Next one'
-    assert pd.split_sentences(en) == [
+    assert instances.split_sentences(en) == [
         "It was 3.5 m long.",
         "The crew, e.g. this one, left!",
         "Did they? yes they did.",
@@ -48,15 +50,22 @@ def test_split_sentences_english_and_chinese():
         "Next one",
     ]
     zh = "他说：“走吧。”我们走了！真的吗？是的；好……然后呢"
-    assert pd.split_sentences(zh) == ["他说：“走吧。”", "我们走了！", "真的吗？", "是的；", "好……", "然后呢"]
-    assert pd.split_sentences("服务很好!!下次还来") == ["服务很好!!", "下次还来"]
-    assert pd.split_sentences("   ") == []
+    assert instances.split_sentences(zh) == [
+        "他说：“走吧。”",
+        "我们走了！",
+        "真的吗？",
+        "是的；",
+        "好……",
+        "然后呢",
+    ]
+    assert instances.split_sentences("服务很好!!下次还来") == ["服务很好!!", "下次还来"]
+    assert instances.split_sentences("   ") == []
 
 
 # ---------------------------------------------------------------------------------------------------- instances
 @pytest.mark.parametrize("max_len", [16, 40, 128])
 def test_instances_never_exceed_max_length_and_have_bert_layout(max_len):
-    inst = instances(200, max_len, seed=max_len)
+    inst = make_instances(200, max_len, seed=max_len)
     assert len(inst) > 100
     for ids, la in zip(inst.input_ids, inst.len_a):
         assert len(ids) <= max_len
@@ -67,13 +76,13 @@ def test_instances_never_exceed_max_length_and_have_bert_layout(max_len):
 
 def test_short_sequences_are_drawn_sometimes():
     docs = synthetic_docs(100, max_sents=60)  # long documents: chunks fill up to the target length
-    lengths = np.asarray(pd.create_instances(docs, 128, 0.1, 0, CLS, SEP).lengths())
+    lengths = np.asarray(instances.create_instances(docs, 128, 0.1, 0, CLS, SEP).lengths())
     assert (lengths == 128).mean() > 0.6  # most instances are packed full
     assert (lengths < 64).mean() > 0.03  # short_seq_prob=0.1 gives some short targets
 
 
 def test_nsp_is_balanced():
-    labels = instances(1500).next_sentence_label
+    labels = make_instances(1500).next_sentence_label
     assert len(labels) > 2000
     assert abs(labels.mean() - 0.5) < 0.03
 
@@ -82,7 +91,7 @@ def test_actual_next_segments_are_consecutive_text():
     # One document of increasing ids: a true "B" continues "A" (it may be truncated from the front).
     doc = [(np.arange(5 + 10 * i, 15 + 10 * i, dtype=np.int32), None) for i in range(30)]
     other = [(np.full(10, 999, dtype=np.int32), None) for _ in range(30)]
-    inst = pd.create_instances([doc, other], 40, 0.0, 1, CLS, SEP)
+    inst = instances.create_instances([doc, other], 40, 0.0, 1, CLS, SEP)
     checked = 0
     for ids, la, lab in zip(inst.input_ids, inst.len_a, inst.next_sentence_label):
         a, b = ids[1 : la + 1], ids[la + 2 : -1]
@@ -97,18 +106,18 @@ def test_actual_next_segments_are_consecutive_text():
 
 
 def test_instances_are_seeded():
-    a, b = instances(100, seed=3), instances(100, seed=3)
+    a, b = make_instances(100, seed=3), make_instances(100, seed=3)
     assert a.fingerprint() == b.fingerprint()
-    assert instances(100, seed=4).fingerprint() != a.fingerprint()
+    assert make_instances(100, seed=4).fingerprint() != a.fingerprint()
 
 
 def test_dupe_factor_recuts_with_new_nsp_partners_and_keeps_held_out_text_unseen():
     docs = synthetic_docs(300, seed=5)
-    one_train, one_held = pd.build_instances(docs, 64, 0.1, 7, CLS, SEP, eval_instances=30)
-    train, held = pd.build_instances(docs, 64, 0.1, 7, CLS, SEP, eval_instances=30, dupe_factor=4)
+    one_train, one_held = instances.build_instances(docs, 64, 0.1, 7, CLS, SEP, eval_instances=30)
+    train, held = instances.build_instances(docs, 64, 0.1, 7, CLS, SEP, eval_instances=30, dupe_factor=4)
     # One copy is exactly the plain instances split as before; the first of four copies is the same.
-    plain = pd.create_instances(docs, 64, 0.1, 7, CLS, SEP)
-    tr_idx, ev_idx = pd.split_eval(len(plain), 30, 7)
+    plain = instances.create_instances(docs, 64, 0.1, 7, CLS, SEP)
+    tr_idx, ev_idx = instances.split_eval(len(plain), 30, 7)
     assert one_train.fingerprint() == plain.subset(tr_idx).fingerprint()
     assert held.fingerprint() == one_held.fingerprint() == plain.subset(ev_idx).fingerprint()
     assert 2.5 * len(one_train) < len(train) < 4 * len(one_train)
@@ -123,8 +132,8 @@ def test_dupe_factor_recuts_with_new_nsp_partners_and_keeps_held_out_text_unseen
 
 # ---------------------------------------------------------------------------------------------------- masking
 def test_masking_rates_80_10_10_and_specials_untouched():
-    inst = instances(800, 128)
-    ds = pd.MaskedPairs(inst, SPEC, seed=0, whole_word=False)
+    inst = make_instances(800, 128)
+    ds = masking.MaskedPairs(inst, SPEC, seed=0, whole_word=False)
     maskable = selected = masked = randomised = kept = 0
     for i in range(len(ds)):
         x = ds[i]
@@ -154,16 +163,16 @@ def test_masking_rates_80_10_10_and_specials_untouched():
 def test_every_sequence_gets_at_least_one_prediction():
     ids = np.array([CLS, 7, SEP, 8, SEP], dtype=np.int32)
     for s in range(20):
-        _, labels = pd.mask_tokens(ids, None, SPEC, np.random.default_rng(s))
+        _, labels = masking.mask_tokens(ids, None, SPEC, np.random.default_rng(s))
         assert (labels != -100).sum() == 1
 
 
 def test_masks_differ_between_epochs_and_repeat_within_an_epoch():
-    inst = instances(50)
-    ds = pd.MaskedPairs(inst, SPEC, seed=5, whole_word=False)
+    inst = make_instances(50)
+    ds = masking.MaskedPairs(inst, SPEC, seed=5, whole_word=False)
     ds.set_epoch(0)
     e0 = [ds[i]["labels"] for i in range(len(ds))]
-    again = pd.MaskedPairs(inst, SPEC, seed=5, whole_word=False)  # a resumed run builds a new dataset
+    again = masking.MaskedPairs(inst, SPEC, seed=5, whole_word=False)  # a resumed run builds a new dataset
     again.set_epoch(0)
     assert all((a == again[i]["labels"]).all() for i, a in enumerate(e0))
     ds.set_epoch(1)
@@ -171,7 +180,7 @@ def test_masks_differ_between_epochs_and_repeat_within_an_epoch():
     differ = sum(not np.array_equal(a, b) for a, b in zip(e0, e1))
     assert differ > 0.9 * len(e0)
     # The evaluation stream is fixed and distinct from training's.
-    ev = pd.MaskedPairs(inst, SPEC, seed=5, whole_word=False, stream=1)
+    ev = masking.MaskedPairs(inst, SPEC, seed=5, whole_word=False, stream=1)
     assert sum(not np.array_equal(ev[i]["labels"], e0[i]) for i in range(len(ds))) > 0.9 * len(e0)
 
 
@@ -181,8 +190,8 @@ def _words(flags: np.ndarray) -> list[np.ndarray]:
 
 
 def test_whole_word_masking_selects_whole_units():
-    inst = instances(300, 64, word_starts=True)
-    ds = pd.MaskedPairs(inst, SPEC, seed=1, whole_word=True)
+    inst = make_instances(300, 64, word_starts=True)
+    ds = masking.MaskedPairs(inst, SPEC, seed=1, whole_word=True)
     total = sel_total = 0
     for i in range(len(ds)):
         x = ds[i]
@@ -211,16 +220,18 @@ def en_tokenizer(tmp_path_factory):
 
 def test_whole_word_masking_english_groups_wordpieces(en_tokenizer):
     docs = [["He is playing. She walked the dog. The cat is talking."] * 3 for _ in range(40)]
-    tok_docs = pd.tokenize_documents(en_tokenizer, docs, whole_word=True)
-    inst = pd.create_instances(tok_docs, 32, 0.1, 0, en_tokenizer.cls_token_id, en_tokenizer.sep_token_id)
-    spec = pd.MaskSpec(
+    tok_docs = instances.tokenize_documents(en_tokenizer, docs, whole_word=True)
+    inst = instances.create_instances(
+        tok_docs, 32, 0.1, 0, en_tokenizer.cls_token_id, en_tokenizer.sep_token_id
+    )
+    spec = masking.MaskSpec(
         en_tokenizer.mask_token_id,
         tuple(en_tokenizer.all_special_ids),
         len(en_tokenizer),
         mlm_probability=0.4,
     )
-    ds = pd.MaskedPairs(inst, spec, seed=0, whole_word=True)
-    cont = pd.continuation_mask(en_tokenizer)
+    ds = masking.MaskedPairs(inst, spec, seed=0, whole_word=True)
+    cont = instances.continuation_mask(en_tokenizer)
     pieces_seen = 0
     for epoch in range(3):
         ds.set_epoch(epoch)
@@ -245,15 +256,15 @@ def test_whole_word_masking_chinese_uses_jieba_words(tmp_path):
     tok = wrap(build_tokenizer([text] * 5, 200, True, 1), True)
     assert tok.tokenize("北京大学") == ["北", "京", "大", "学"]  # one character per token
     docs = [[text, text] for _ in range(60)]
-    tok_docs = pd.tokenize_documents(tok, docs, whole_word=True)
+    tok_docs = instances.tokenize_documents(tok, docs, whole_word=True)
     ids, starts = tok_docs[0][0]
     words = jieba.lcut("我们在北京大学学习自然语言处理。")
     assert "北京大学" in words
     expected = np.concatenate([[True] + [False] * (len(w) - 1) for w in words])
     assert (starts == expected).all()
-    inst = pd.create_instances(tok_docs, 48, 0.0, 0, tok.cls_token_id, tok.sep_token_id)
-    spec = pd.MaskSpec(tok.mask_token_id, tuple(tok.all_special_ids), len(tok), mlm_probability=0.3)
-    ds = pd.MaskedPairs(inst, spec, seed=0, whole_word=True)
+    inst = instances.create_instances(tok_docs, 48, 0.0, 0, tok.cls_token_id, tok.sep_token_id)
+    spec = masking.MaskSpec(tok.mask_token_id, tuple(tok.all_special_ids), len(tok), mlm_probability=0.3)
+    ds = masking.MaskedPairs(inst, spec, seed=0, whole_word=True)
     bj = tok.convert_tokens_to_ids(["北", "京", "大", "学"])
     hits = 0
     for i in range(len(ds)):
@@ -274,6 +285,6 @@ def test_random_ids_exclude_specials():
 def test_truncate_pair_keeps_total_and_both_sides():
     rng = random.Random(0)
     for la, lb in [(100, 3), (3, 100), (60, 60), (5, 5)]:
-        (a0, a1), (b0, b1) = pd._truncate_pair(la, lb, 50, rng)
+        (a0, a1), (b0, b1) = instances._truncate_pair(la, lb, 50, rng)
         assert (a1 - a0) + (b1 - b0) == min(50, la + lb)
         assert a1 - a0 >= 1 and b1 - b0 >= 1

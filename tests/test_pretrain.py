@@ -201,8 +201,11 @@ def test_time_budget_stops_and_saves(corpus, tokenizer_dir, tmp_path):
     assert (out / "model.safetensors").is_file()
 
 
-def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkeypatch):
-    """Ctrl-C mid-epoch, then --resume, gives the same weights as an uninterrupted run (across epochs)."""
+def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkeypatch, capsys):
+    """Ctrl-C mid-epoch (of an --overwrite run), then the printed --resume command, gives the same weights
+    and the same history as an uninterrupted run (across epochs)."""
+    import shlex
+
     extra = (
         "--max-steps",
         "14",
@@ -229,11 +232,17 @@ def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkey
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", flaky_step)
-    assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra)) == 130
-    state = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    capsys.readouterr()
+    assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra, "--overwrite")) == 130
+    partial = tmp_path / "cut.partial"
+    state = json.loads((partial / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert state["global_step"] == 6
+    # a kill after the checkpoint but before metrics.jsonl was rewritten: the checkpoint carries the records
+    (partial / "metrics.jsonl").unlink()
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    assert main(pretrain_args(corpus, tokenizer_dir, tmp_path / "cut", *extra, "--resume")) == 0
+    command = capsys.readouterr().err.split("Continue with: ")[1].strip()
+    assert main(shlex.split(command)[1:]) == 0  # exactly what the user is told to type
+    assert not partial.exists()
     a, b = (
         load_file(str(tmp_path / "full" / "model.safetensors")),
         load_file(str(tmp_path / "cut" / "model.safetensors")),
@@ -243,6 +252,10 @@ def test_resume_after_interrupt_is_exact(corpus, tokenizer_dir, tmp_path, monkey
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
     full_eval, cut_eval = records(tmp_path / "full", "eval")[-1], records(tmp_path / "cut", "eval")[-1]
     assert full_eval["mlm_loss"] == pytest.approx(cut_eval["mlm_loss"], abs=1e-6)
+    for kind in ("train", "eval"):
+        assert [r["step"] for r in records(tmp_path / "full", kind)] == [
+            r["step"] for r in records(tmp_path / "cut", kind)
+        ]
 
 
 def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
@@ -295,6 +308,8 @@ def test_continue_pretraining_a_bert_without_heads(tiny_bert, corpus, tmp_path):
         "size_with_model",
         "dupe_factor_0",
         "missing_exclude_file",
+        "seq_longer_than_model",
+        "unwritable",
     ],
 )
 def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_bert, tmp_path, capsys):
@@ -320,6 +335,15 @@ def test_bad_input_exit_2_one_line_no_run_dir(case, corpus, tokenizer_dir, tiny_
     elif case == "missing_exclude_file":
         args += ["--exclude-file", str(tmp_path / "dev.csv")]
         expect = "dev.csv: --exclude-file not found; give the evaluation file whose texts to keep out"
+    elif case == "seq_longer_than_model":
+        args = ["pretrain", "--corpus", str(corpus), "--model", str(tiny_bert), "--output-dir", str(out)]
+        args += ["--max-seq-length", "256"]
+        expect = "--max-seq-length=256 exceeds the model's 128 positions"
+    elif case == "unwritable":
+        (tmp_path / "file.txt").write_text("x")
+        out = tmp_path / "file.txt" / "run"
+        args[args.index("--output-dir") + 1] = str(out)
+        expect = "cannot write there ("
     elif case == "dupe_factor_0":
         args += ["--dupe-factor", "0"]
         expect = "--dupe-factor=0 is invalid: must be >= 1"
@@ -363,3 +387,14 @@ def test_dropout_option_applies_to_the_run_but_not_the_saved_config(corpus, toke
     saved = json.loads((out / "config.json").read_text())
     assert saved["hidden_dropout_prob"] == 0.1 and saved["attention_probs_dropout_prob"] == 0.1
     assert "dropout: 0.0" in (out / "run_config.yaml").read_text()
+
+
+def test_summary_is_a_short_table(pretrained):
+    from bertcls.pretrain.pretrain import summarize
+
+    result = json.loads((pretrained / "metrics.json").read_text())
+    text = summarize(result)
+    lines = text.splitlines()
+    assert len(lines) <= 5 and "{" not in text
+    assert lines[1].split()[:3] == ["eval", str(result["eval"]["n"]), f"{result['eval']['mlm_accuracy']:.4f}"]
+    assert f"model saved to {result['output_dir']}" in text

@@ -111,7 +111,7 @@ def test_cased_option_survives_reload(tmp_path):
     assert tok.tokenize("Hello")[0].startswith("H")
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "not_utf8", "empty", "exists"])
+@pytest.mark.parametrize("case", ["missing", "directory", "not_utf8", "empty", "exists", "exists_overwrite"])
 def test_bad_input_exit_2_one_line_no_output(case, tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     out = tmp_path / "tok"
@@ -130,13 +130,17 @@ def test_bad_input_exit_2_one_line_no_output(case, tmp_path, capsys):
         write_corpus(corpus, ZH)
         out.mkdir()
         (out / "keep.txt").write_text("x")
-        expect = "output directory exists"
-    code = main(["tokenizer", "train", "--corpus", str(corpus), "--output-dir", str(out)])
+        expect = "is not empty and is not the output of an earlier 'bertcls tokenizer'"
+    extra = ["--overwrite"] if case == "exists_overwrite" else []  # --overwrite replaces only our own output
+    code = main(["tokenizer", "train", "--corpus", str(corpus), "--output-dir", str(out), *extra])
     err = capsys.readouterr().err
     lines = [x for x in err.splitlines() if x.startswith("bertcls: error:")]
     assert code == 2 and len(lines) == 1 and expect in lines[0], err
     assert "Traceback" not in err
-    assert case == "exists" or not out.exists()
+    if case.startswith("exists"):
+        assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    else:
+        assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------------- corpora

@@ -66,10 +66,18 @@ def _weights(d: Path) -> dict[str, torch.Tensor]:
     return load_file(str(d / "model.safetensors"))
 
 
-def test_resume_after_interrupt_is_exact(tmp_path, tiny_bert, sentiment_files, monkeypatch):
-    """Ctrl-C mid-run, then --resume, gives the same weights as an uninterrupted run."""
+def test_resume_after_interrupt_is_exact(
+    tmp_path, tiny_bert, sentiment_files, trained_tiny, monkeypatch, capsys
+):
+    """Ctrl-C mid-run of `--overwrite` keeps the old model; the printed command resumes it exactly."""
+    import shlex
+    import shutil
+
     extra = ("--keep-checkpoints", "--max-train-samples", "64", "--epochs", "3")
     assert main(train_args(tiny_bert, sentiment_files, tmp_path / "full", *extra)) == 0
+    cut = tmp_path / "cut"
+    shutil.copytree(trained_tiny, cut)  # an earlier model that --overwrite is to replace
+    old_weights = (cut / "model.safetensors").read_bytes()
 
     real_step = torch.optim.AdamW.step
     calls = {"n": 0}
@@ -81,21 +89,36 @@ def test_resume_after_interrupt_is_exact(tmp_path, tiny_bert, sentiment_files, m
         return real_step(self, *a, **k)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", flaky_step)
-    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "cut", *extra)) == 130
-    assert (tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").is_file()
-    state = json.loads((tmp_path / "cut" / "checkpoints" / "last" / "trainer_state.json").read_text())
+    capsys.readouterr()
+    assert main(train_args(tiny_bert, sentiment_files, cut, *extra, "--overwrite")) == 130
+    err = capsys.readouterr().err
+    assert (cut / "model.safetensors").read_bytes() == old_weights  # the old model survives the interrupt
+    state = json.loads((tmp_path / "cut.partial" / "checkpoints" / "last" / "trainer_state.json").read_text())
     assert state["global_step"] == 5 and state["epoch"] == 1 and state["batches_done"] == 1
+    # a kill after the checkpoint but before metrics.jsonl was rewritten: the checkpoint carries the records
+    (tmp_path / "cut.partial" / "metrics.jsonl").unlink()
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    assert main(train_args(tiny_bert, sentiment_files, tmp_path / "cut", *extra, "--resume")) == 0
+    command = err.split("Continue with: ")[1].strip()
+    assert command.startswith("bertcls train --config ") and command.endswith(" --resume")
+    assert main(shlex.split(command)[1:]) == 0  # exactly what the user is told to type
+    assert not (tmp_path / "cut.partial").exists()
     # both the best model and the final (last-step) weights must match, so later epochs replay exactly
     for sub in (".", "checkpoints/last"):
-        a, b = _weights(tmp_path / "full" / sub), _weights(tmp_path / "cut" / sub)
+        a, b = _weights(tmp_path / "full" / sub), _weights(cut / sub)
         assert a.keys() == b.keys()
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"{sub}: {k}")
     ma = json.loads((tmp_path / "full" / "metrics.json").read_text())
-    mb = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    mb = json.loads((cut / "metrics.json").read_text())
     assert ma["test"]["accuracy"] == mb["test"]["accuracy"]
+
+    # the history is that of one uninterrupted run: no record lost, none replayed twice
+    def steps(run: Path) -> list[tuple[str, int]]:
+        return [
+            (r["type"], r["step"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        ]
+
+    assert steps(tmp_path / "full") == steps(cut)
 
 
 def test_early_stopping_and_eval_steps(tmp_path, tiny_bert, sentiment_files):
@@ -207,34 +230,46 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
         )
 
 
-def test_sentence_pairs(tmp_path, tiny_bert):
-    rows = [
-        {"a": r["text"], "b": r["text"].split()[0], "label": r["label"]} for r in sentiment_rows(80, seed=7)
-    ]
-    write_csv(tmp_path / "p.csv", rows)
-    out = tmp_path / "pairs"
-    assert (
-        main(
-            [
-                "train",
-                "--model",
-                str(tiny_bert),
-                "--train-file",
-                str(tmp_path / "p.csv"),
-                "--text-column",
-                "a",
-                "--text-pair-column",
-                "b",
-                "--output-dir",
-                str(out),
-                "--epochs",
-                "1",
-            ]
+def _pair_rows(n: int, seed: int) -> list[dict]:
+    """Segment A is neutral filler; only segment B says the label, so a model that ignores B is at chance."""
+    import random
+
+    from helpers import FILLER, NEG, POS
+
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        word = rng.choice(POS if pos else NEG)
+        rows.append(
+            {
+                "a": " ".join(rng.sample(FILLER, 5)),
+                "b": f"{word} {rng.choice(FILLER)} {word}",
+                "label": "positive" if pos else "negative",
+            }
         )
-        == 0
-    )
+    return rows
+
+
+def test_sentence_pairs(tmp_path, tiny_bert):
+    from bertcls import TextClassifier
+
+    write_csv(tmp_path / "p.csv", _pair_rows(160, seed=7))
+    write_csv(tmp_path / "dev.csv", _pair_rows(40, seed=8))
+    write_csv(tmp_path / "test.csv", _pair_rows(40, seed=9))
+    out = tmp_path / "pairs"
+    args = ["--text-column", "a", "--text-pair-column", "b"]
+    files = {"train": tmp_path / "p.csv", "dev": tmp_path / "dev.csv", "test": tmp_path / "test.csv"}
+    assert main(train_args(tiny_bert, files, out, *args)) == 0
     meta = json.loads((out / "bertcls.json").read_text())
     assert meta["text_pair_column"] == "b"
+    # the label is only in segment B: scoring well on unseen pairs means B reached the model
+    assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] >= 0.9
+    clf = TextClassifier.from_pretrained(out)
+    (enc,) = clf.encode(["the movie was a story"], ["great film great"])
+    assert 1 in enc["token_type_ids"] and enc["token_type_ids"][0] == 0  # B is segment 1, A segment 0
+    a = "the movie was a story"
+    assert clf.predict([a, a], ["great film great", "awful film awful"]) == ["positive", "negative"]
 
 
 @pytest.mark.parametrize(

@@ -105,10 +105,11 @@ class LengthGroupedBatchSampler(torch.utils.data.Sampler[list[int]]):
         return n // self.batch_size if self.drop_last else (n + self.batch_size - 1) // self.batch_size
 
 
-def sorted_batches(lengths: Sequence[int], max_tokens_batch: int) -> list[np.ndarray]:
-    """Inference batches, longest first, in index space (caller restores input order)."""
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Inference batches of ``batch_size`` texts, longest first, in index space (caller restores input
+    order)."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i : i + max_tokens_batch] for i in range(0, len(order), max_tokens_batch)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 @torch.inference_mode()
@@ -123,7 +124,7 @@ def batched_logits(
     model.eval()
     collate = Collator(pad_id)
     out = np.zeros((len(encodings), model.config.num_labels), dtype=np.float32)
-    for idx in sorted_batches([len(e["input_ids"]) for e in encodings], batch_size):
+    for idx in sorted_batches([len(e["input_ids"]) for e in encodings], batch_size=batch_size):
         batch = collate([encodings[i] for i in idx])
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(**batch).logits

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from bertcls.core.errors import UserError
 
 STATE_FILE = "trainer_state.json"
+HISTORY_FILE = "history.jsonl"  # the run's log records up to this checkpoint, restored with it
 
 
 def rng_state() -> dict[str, Any]:
@@ -52,10 +53,14 @@ def save(
     scheduler,
     loop_state: dict[str, Any],
     rng: dict[str, Any] | None = None,
+    history: list[dict] | None = None,
 ) -> None:
-    """Write the checkpoint to a temp dir and swap it in, so a crash mid-write keeps the previous one."""
+    """Write the checkpoint to a temp dir and swap it in, so a crash mid-write keeps the previous one.
+
+    The state file is written last: a ``.tmp`` with it is complete (``recover`` relies on that). The
+    history travels inside, so a kill before the run's own metrics.jsonl is rewritten loses no record."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
+    tmp, old = _tmp(directory), _old(directory)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # safetensors refuses shared storage (tied embeddings): clone contiguous copies.
@@ -66,8 +71,8 @@ def save(
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
+    (tmp / HISTORY_FILE).write_text("".join(json.dumps(h) + "\n" for h in history or []), encoding="utf-8")
     (tmp / STATE_FILE).write_text(json.dumps(loop_state, indent=2), encoding="utf-8")
-    old = directory.with_name(directory.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if directory.exists():
         os.replace(directory, old)
@@ -75,8 +80,39 @@ def save(
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _tmp(directory: Path) -> Path:
+    return directory.with_name(directory.name + ".tmp")
+
+
+def _old(directory: Path) -> Path:
+    return directory.with_name(directory.name + ".old")
+
+
+def recover(directory: str | os.PathLike) -> None:
+    """Repair a save killed between its two renames (``last`` gone, ``last.tmp`` and ``last.old`` left):
+    the complete new copy wins, else the previous one."""
+    directory = Path(directory)
+    if (directory / STATE_FILE).is_file():
+        return
+    for candidate in (_tmp(directory), _old(directory)):
+        if (candidate / STATE_FILE).is_file():
+            if directory.exists():  # an empty or partial leftover: never holds the state file here
+                shutil.rmtree(directory)
+            os.replace(candidate, directory)
+            return
+
+
 def exists(directory: str | os.PathLike) -> bool:
+    recover(directory)
     return (Path(directory) / STATE_FILE).is_file()
+
+
+def load_history(directory: str | os.PathLike) -> list[dict] | None:
+    """The history saved with the checkpoint (None for checkpoints written before it travelled along)."""
+    path = Path(directory) / HISTORY_FILE
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load(directory: str | os.PathLike, model, optimizer, scheduler) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Atomic file writes: outputs appear complete or not at all."""
+"""Atomic file writes and directory swaps: outputs appear complete or not at all, and nothing is deleted
+before its replacement is in place."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from bertcls.core.errors import UserError
 
 
 @contextlib.contextmanager
@@ -36,17 +39,51 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
-@contextlib.contextmanager
-def staged_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under a temp name and rename it into place only if the block succeeds."""
+def make_dir(path: str | os.PathLike, flag: str = "--output-dir") -> Path:
+    """mkdir -p that turns a read-only or otherwise unwritable place into a one-line user error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag}={path}: cannot create it ({e.strerror}); choose a writable place") from None
+    return path
+
+
+def replace_dir(new: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move the finished directory ``new`` to ``target``. A previous ``target`` is renamed aside first and
+    removed only once ``new`` is in place, so a crash at any point keeps one complete copy."""
+    new, target = Path(new), Path(target)
+    aside = None
+    if target.exists():
+        # mkdtemp gives a unique empty name; renaming a directory onto an empty one is allowed on POSIX.
+        aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        os.replace(target, aside)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, target)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike, flag: str = "--output-dir") -> Iterator[Path]:
+    """Build a directory under a temp name beside ``path`` and swap it in only if the block succeeds.
+
+    Callers decide beforehand whether an existing ``path`` may be replaced (``bertcls.core.rundir``)."""
+    path = Path(path)
+    make_dir(path.parent, flag)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise UserError(
+            f"{flag}={path}: cannot write there ({e.strerror}); choose a writable place"
+        ) from None
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

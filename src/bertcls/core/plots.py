@@ -144,3 +144,23 @@ def multilabel_confusion(
     fig.suptitle(title or "confusion matrix per label", fontsize=10)
     _save(fig, path)
     plt.close(fig)
+
+
+def pretraining_curves(history: list[dict], path: str | os.PathLike, title: str) -> None:
+    """`bertcls pretrain`: MLM/NSP losses and accuracies, train and held-out, against the step."""
+    series = {}
+    for kind in ("train", "eval"):
+        rows = [h for h in history if h["type"] == kind]
+        for key, name in (
+            ("mlm_loss", "MLM loss"),
+            ("nsp_loss", "NSP loss"),
+            ("mlm_accuracy", "MLM accuracy"),
+            ("nsp_accuracy", "NSP accuracy"),
+        ):
+            series[f"{kind} {name}"] = ([h["step"] for h in rows], [h[key] for h in rows])
+    panels = {
+        "MLM loss": ["train MLM loss", "eval MLM loss"],
+        "NSP loss": ["train NSP loss", "eval NSP loss"],
+        "accuracy": ["train MLM accuracy", "eval MLM accuracy", "train NSP accuracy", "eval NSP accuracy"],
+    }
+    curves(series, path, "value", title, panels)

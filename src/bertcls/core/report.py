@@ -1,12 +1,14 @@
-"""End of a training run: save the best model in HF format, score it, draw plots, write the model card."""
+"""End of a run: save the model in HF format, score it, draw plots, write the model card and the short
+summary the CLI prints. `train` and `pretrain` both finish here."""
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +17,8 @@ from bertcls.core import metrics, plots
 from bertcls.core.config import to_dict
 from bertcls.core.io import atomic_write_text
 from bertcls.core.models import META_FILE
+from bertcls.core.rundir import HISTORY_FILE, RunDir, save_model_dir, write_history
+from bertcls.core.scoring import label_summary, label_targets, scalar, score
 
 log = logging.getLogger("bertcls")
 
@@ -36,96 +40,97 @@ RUN_FILES = (
 )
 
 
-def save_model_dir(model, tokenizer, meta: dict, out: Path) -> None:
-    """save_pretrained into a staging folder, then move the files in, so a crash leaves no half model."""
-    stage = out / ".model.tmp"
-    shutil.rmtree(stage, ignore_errors=True)
-    model.save_pretrained(stage, safe_serialization=True)
-    tokenizer.save_pretrained(stage)
-    (stage / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    for f in stage.iterdir():
-        os.replace(f, out / f.name)
-    stage.rmdir()
+@dataclass
+class FinishedRun:
+    """Everything the end of a `bertcls train` run reports on."""
+
+    cfg: Any  # TrainConfig
+    run: RunDir
+    model: Any
+    tokenizer: Any
+    splits: Any  # train.Splits
+    labels: list[str]
+    state: dict
+    history: list[dict]
+    model_path: str
+    enc_val: list[dict]
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.cfg.multi_label)
+
+    def score(self, enc: list[dict], data, thresholds: list[float] | None = None) -> tuple[dict, np.ndarray]:
+        t = None if thresholds is None else np.asarray(thresholds)
+        pad = self.tokenizer.pad_token_id
+        return score(self.model, enc, data, self.labels, self.multi, self.cfg.eval_batch_size, pad, t)
 
 
-def finish_run(
-    cfg,
-    out: Path,
-    model,
-    tokenizer,
-    splits,
-    labels: list[str],
-    multi: bool,
-    state: dict,
-    history: list[dict],
-    model_path: str,
-    enc_val: list[dict],
-) -> dict:
-    from bertcls.core.batching import encode
-    from bertcls.train.train import label_summary, label_targets, scalar, score
+def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None]:
+    """Validation metrics of the best model; for multi-label with thresholds tuned on validation."""
+    saved = r.run.best / "validation_metrics.json"
+    if (
+        not r.multi and saved.is_file()
+    ):  # the best checkpoint's validation scores, computed when it was chosen
+        return json.loads(saved.read_text(encoding="utf-8")), None
+    val_m, val_logits = r.score(r.enc_val, r.splits.validation)
+    if not r.multi:
+        return val_m, None
+    y_val = np.stack(label_targets(r.splits.validation, r.labels, True)).astype(int)
+    thresholds = metrics.tune_thresholds(metrics.sigmoid(val_logits), y_val)
+    log.info("tuned thresholds: %s", dict(zip(r.labels, thresholds)))
+    return r.score(r.enc_val, r.splits.validation, thresholds)[0], thresholds
 
-    pad = tokenizer.pad_token_id
-    thresholds = None
-    saved = out / "checkpoints" / "best" / "validation_metrics.json"
-    if not multi and saved.is_file():  # the best checkpoint's validation scores, computed when it was chosen
-        val_m = json.loads(saved.read_text(encoding="utf-8"))
-    else:
-        val_m, val_logits = score(model, enc_val, splits.validation, labels, multi, cfg.eval_batch_size, pad)
-    if multi:
-        y_val = np.stack(label_targets(splits.validation, labels, True)).astype(int)
-        thresholds = metrics.tune_thresholds(metrics.sigmoid(val_logits), y_val)
-        val_m, _ = score(
-            model, enc_val, splits.validation, labels, multi, cfg.eval_batch_size, pad, np.asarray(thresholds)
-        )
-        log.info("tuned thresholds: %s", dict(zip(labels, thresholds)))
-    result: dict = {"validation": val_m}
-    shown, shown_name = val_m, "validation"
-    if splits.test is not None:
-        enc_test = encode(tokenizer, splits.test.texts, splits.test.pairs, cfg.max_length)
-        test_m, _ = score(
-            model,
-            enc_test,
-            splits.test,
-            labels,
-            multi,
-            cfg.eval_batch_size,
-            pad,
-            None if thresholds is None else np.asarray(thresholds),
-        )
-        result["test"] = test_m
-        shown, shown_name = test_m, "test"
-        log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(test_m).items() if k != "n"))
-    result["train"] = {
+
+def _train_summary(r: FinishedRun) -> dict:
+    state = r.state
+    return {
         "steps": state["global_step"],
         "epochs_completed": state["epoch"],
         "runtime_s": round(state["train_seconds"], 2),
         "samples_per_s": round(state["samples_seen"] / max(state["train_seconds"], 1e-9), 2),
         "best_step": state["best_step"],
-        "best_" + cfg.metric: state["best"],
+        "best_" + r.cfg.metric: state["best"],
         "stopped_early": state["stopped_early"],
         "precision": state["precision"],
-        "n_train": len(splits.train),
-        "n_validation": len(splits.validation),
-        "label_counts": label_summary(splits.train),
+        "n_train": len(r.splits.train),
+        "n_validation": len(r.splits.validation),
+        "label_counts": label_summary(r.splits.train),
     }
+
+
+def finish_run(r: FinishedRun) -> dict:
+    """Write the finished model into the run's working directory (``publish`` moves it into place)."""
+    from bertcls.core.batching import encode
+
+    cfg, out = r.cfg, r.run.work
+    val_m, thresholds = _validation_scores(r)
+    result: dict = {"validation": val_m}
+    shown, shown_name = val_m, "validation"
+    if r.splits.test is not None:
+        enc_test = encode(r.tokenizer, r.splits.test.texts, r.splits.test.pairs, cfg.max_length)
+        result["test"], _ = r.score(enc_test, r.splits.test, thresholds)
+        shown, shown_name = result["test"], "test"
+        log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(shown).items() if k != "n"))
+    result["train"] = _train_summary(r)
     meta = {
         "bertcls_version": __version__,
-        "task": "multi_label" if multi else "single_label",
-        "labels": labels,
+        "task": "multi_label" if r.multi else "single_label",
+        "labels": r.labels,
         "thresholds": thresholds,
         "max_length": cfg.max_length,
         "text_column": cfg.text_column,
         "text_pair_column": cfg.text_pair_column,
         "label_column": cfg.label_column,
         "base_model": cfg.model,
-        "base_model_path": model_path,
+        "base_model_path": r.model_path,
         "metrics": {k: scalar(v) for k, v in result.items() if k in ("validation", "test")},
     }
-    save_model_dir(model, tokenizer, meta, out)
+    save_model_dir(r.model, r.tokenizer, out, (META_FILE, meta))
+    write_history(out / HISTORY_FILE, r.history)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
-    title = f"{cfg.name or out.name}"
-    plots.learning_curve(history, out / "learning_curve.png", cfg.metric, title)
-    if multi:
+    title = f"{cfg.name or r.run.final.name}"
+    plots.learning_curve(r.history, out / "learning_curve.png", cfg.metric, title)
+    if r.multi:
         plots.multilabel_confusion(
             shown["per_label"],
             out / "confusion_matrix.png",
@@ -139,11 +144,42 @@ def finish_run(
             out / "confusion_matrix.png",
             f"{shown_name} confusion matrix ({title})",
         )
-    atomic_write_text(out / "README.md", model_card(cfg, out, result, meta))
+    atomic_write_text(out / "README.md", model_card(cfg, r.run.final, result, meta))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    log.info("model saved to %s", out)
+    result["output_dir"] = str(r.run.final)
     return result
+
+
+def summary_table(result: dict) -> str:
+    """The few lines `bertcls train` ends with: test (else validation) essentials, time, where it is."""
+    split = "test" if "test" in result else "validation"
+    m = result[split]
+    multi = "f1_samples" in m
+    cols = (
+        [("micro-F1", "f1_micro"), ("macro-F1", "f1_macro"), ("loss", "loss")]
+        if multi
+        else [("accuracy", "accuracy"), ("macro-F1", "f1_macro"), ("loss", "loss")]
+    )
+    tr = result["train"]
+    head = f"{'split':<10} {'rows':>6}" + "".join(f" {name:>9}" for name, _ in cols)
+    row = f"{split:<10} {m['n']:>6}" + "".join(f" {_fmt(m.get(k, '')):>9}" for _, k in cols)
+    out = result.get("output_dir", "")
+    return "\n".join(
+        [
+            head,
+            row,
+            f"trained {tr['steps']} steps in {tr['runtime_s']:.1f} s"
+            + (" (stopped early)" if tr["stopped_early"] else ""),
+            f"model saved to {out} (all metrics: {Path(out) / 'metrics.json'})",
+        ]
+    )
+
+
+def hyperparameters(cfg, skip: tuple = (None,), drop: tuple[str, ...] = ()) -> str:
+    """The model cards' YAML block: every option that was set."""
+    items = [(k, v) for k, v in to_dict(cfg).items() if k not in drop and not any(v == x for x in skip)]
+    return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in items)
 
 
 def _fmt(v) -> str:
@@ -164,7 +200,6 @@ def model_card(cfg, out: Path, result: dict, meta: dict) -> str:
                 + " | ".join(_fmt(result[split].get(k, "")) for k in keys)
                 + " |"
             )
-    hyper = {k: v for k, v in to_dict(cfg).items() if v is not None and k not in ("name",)}
     tr = result["train"]
     labels = ", ".join(f"`{lab}`" for lab in meta["labels"])
     return f"""---
@@ -216,6 +251,47 @@ bertcls predict {out} --file texts.csv --output predictions.csv
 ## Hyperparameters
 
 ```yaml
-{chr(10).join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in hyper.items())}
+{hyperparameters(cfg, skip=(None,), drop=("name",))}
+```
+"""
+
+
+def pretrain_card(cfg, out: Path, result: dict) -> str:
+    """The README.md of a `bertcls pretrain` run."""
+    ev, tr, mo = result["eval"] or {}, result["train"], result["model"]
+    init = (
+        f"continued from `{cfg.model}`"
+        if cfg.model
+        else f"random initialisation, tokenizer `{cfg.tokenizer}`"
+    )
+    scores = (
+        f"held-out MLM accuracy {ev['mlm_accuracy']:.4f} (loss {ev['mlm_loss']:.4f}), NSP accuracy "
+        f"{ev['nsp_accuracy']:.4f} on {ev['n']} instances"
+        if ev
+        else "no held-out evaluation"
+    )
+    return f"""---
+library_name: transformers
+tags: [bertcls, bert, fill-mask, pretraining]
+---
+
+# {out.name}
+
+A BERT (`BertForPreTraining`: MLM + NSP heads) pretrained with bertcls; {init}.
+
+- **Size**: {mo["layers"]} layers, hidden {mo["hidden"]}, {mo["heads"]} heads, feed-forward {mo["intermediate"]},
+  vocabulary {mo["vocab_size"]}; {mo["parameters"] / 1e6:.2f}M parameters.
+- **Data**: {", ".join(f"`{c}`" for c in cfg.corpus)}; {tr["n_train_instances"]} training instances of up to
+  {cfg.max_seq_length} tokens{", whole-word masking" if cfg.whole_word_masking else ""}.
+- **Training**: {tr["steps"]} steps in {tr["minutes"]} min ({tr["tokens_per_s"]} tokens/s), stopped by the
+  {tr["stopped_by"] or "no"} limit.
+- **Result**: {scores}. Curves in `learning_curve.png`, every logged value in `metrics.jsonl`.
+
+Fine-tune it: `bertcls train --model {out} --train-file train.csv`.
+
+## Hyperparameters
+
+```yaml
+{hyperparameters(cfg, skip=(None, [], False))}
 ```
 """

@@ -333,6 +333,10 @@ def verdict(parity: dict, cfg: ExportConfig) -> list[str]:
 
 # ---- command ------------------------------------------------------------------------------------------
 def run(cfg: ExportConfig) -> dict:
+    from bertcls.core.rundir import check_output_dir
+
+    # Before the work: an export may replace an earlier export, never the model it is made from.
+    check_output_dir(cfg.export_dir(), "export", overwrite=None, inputs=[("MODEL_DIR", cfg.model_dir)])
     _require_deps()
     import onnx
     import onnxruntime

@@ -177,7 +177,7 @@ class OnnxModel:
         if not encodings:
             return np.zeros((0, self.num_labels), dtype=np.float32)
         out: np.ndarray | None = None
-        for idx in sorted_batches([len(e["input_ids"]) for e in encodings], batch_size):
+        for idx in sorted_batches([len(e["input_ids"]) for e in encodings], batch_size=batch_size):
             rows = [encodings[i] for i in idx]
             width = max(len(r["input_ids"]) for r in rows)
             ids = np.full((len(rows), width), pad_id, dtype=np.int64)

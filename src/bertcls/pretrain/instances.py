@@ -1,10 +1,10 @@
-"""Pretraining data as in BERT's ``create_pretraining_data.py`` (sentences -> segment pairs -> masks),
-and the MLM + NSP objective computed on it.
+"""Pretraining data as in BERT's ``create_pretraining_data.py`` (sentences -> segment pairs); the masks
+are drawn in :mod:`bertcls.pretrain.masking`, the objective lives in :mod:`bertcls.pretrain.objective`.
 
 documents (``corpora``) -> sentences (:func:`split_sentences`) -> token ids and word starts, tokenized
 once in batches by the Rust tokenizer (:func:`tokenize_documents`) -> ``[CLS] A [SEP] B [SEP]`` instances
 packed up to ``max_seq_length`` with next-sentence labels, built once from the seed
-(:func:`create_instances`) -> MLM masks drawn per epoch (:func:`mask_tokens`) from an RNG seeded with
+(:func:`create_instances`) -> MLM masks drawn per epoch (``masking.mask_tokens``) from an RNG seeded with
 (seed, stream, epoch, index): every epoch sees new masks, and a resumed run sees exactly the masks the
 interrupted one would have.
 """
@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from bertcls.core.errors import require_extra
 from bertcls.pretrain.corpora import Document
@@ -357,235 +354,8 @@ def build_instances(
     return train, held
 
 
-# ---------------------------------------------------------------------------------------------------- masking
-@dataclass(frozen=True)
-class MaskSpec:
-    mask_id: int
-    special_ids: tuple[int, ...]
-    vocab_size: int
-    mlm_probability: float = 0.15
-    mask_prob: float = 0.8  # of the selected tokens: this share -> [MASK]
-    random_prob: float = 0.1  # this share -> a random token; the rest stay unchanged
-
-    def random_ids(self) -> np.ndarray:
-        ids = np.arange(self.vocab_size)
-        return ids[~np.isin(ids, self.special_ids)]
-
-
-def mask_tokens(
-    ids: np.ndarray,
-    word_starts: np.ndarray | None,
-    spec: MaskSpec,
-    rng: np.random.Generator,
-    random_ids: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """BERT masking of one sequence: returns (input ids, labels with -100 where nothing is predicted).
-
-    ``round(mlm_probability * n)`` of the n non-special tokens are selected (at least one), whole words
-    at a time when ``word_starts`` is given (a word that would overshoot the budget is skipped, as in
-    Google's script); each selected token becomes [MASK] (80%), a random non-special token (10%) or stays.
-    """
-    ids = np.asarray(ids)
-    cand = np.flatnonzero(~np.isin(ids, spec.special_ids))
-    labels = np.full(len(ids), -100, dtype=np.int64)
-    out = ids.astype(np.int64)
-    if len(cand) == 0:
-        return out, labels
-    budget = max(1, int(round(len(cand) * spec.mlm_probability)))
-    if word_starts is None:
-        chosen = np.sort(rng.permutation(cand)[:budget])
-    else:
-        starts = np.asarray(word_starts)[cand].copy()
-        starts[0] = True
-        groups = np.split(cand, np.flatnonzero(starts)[1:])
-        picked: list[np.ndarray] = []
-        n = 0
-        for g in rng.permutation(len(groups)):
-            if n >= budget:
-                break
-            if n + len(groups[g]) > budget:
-                continue
-            picked.append(groups[g])
-            n += len(groups[g])
-        chosen = np.sort(np.concatenate(picked)) if picked else cand[:0]
-    labels[chosen] = ids[chosen]
-    r = rng.random(len(chosen))
-    out[chosen[r < spec.mask_prob]] = spec.mask_id
-    rand = chosen[(r >= spec.mask_prob) & (r < spec.mask_prob + spec.random_prob)]
-    if len(rand):
-        pool = random_ids if random_ids is not None else spec.random_ids()
-        out[rand] = pool[rng.integers(0, len(pool), len(rand))]
-    return out, labels
-
-
-class MaskedPairs(torch.utils.data.Dataset):
-    """Instances with masks drawn on access from (seed, stream, epoch, index): stream 0 trains, 1 evaluates
-    (eval masks stay fixed, so evaluations are comparable); call :meth:`set_epoch` for fresh masks."""
-
-    def __init__(self, instances: Instances, spec: MaskSpec, seed: int, whole_word: bool, stream: int = 0):
-        self.instances = instances
-        self.spec = spec
-        self.seed = seed
-        self.whole_word = whole_word and instances.word_starts is not None
-        self.stream = stream
-        self.epoch = 0
-        self._random_ids = spec.random_ids()
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.instances)
-
-    def __getitem__(self, i: int) -> dict:
-        inst = self.instances
-        rng = np.random.default_rng([self.seed, self.stream, self.epoch, i])
-        ws = inst.word_starts[i] if self.whole_word else None
-        ids, labels = mask_tokens(inst.input_ids[i], ws, self.spec, rng, self._random_ids)
-        tt = np.zeros(len(ids), dtype=np.int64)
-        tt[int(inst.len_a[i]) + 2 :] = 1
-        return {
-            "input_ids": ids,
-            "token_type_ids": tt,
-            "labels": labels,
-            "next_sentence_label": int(inst.next_sentence_label[i]),
-        }
-
-
-class PretrainCollator:
-    """Pad to the batch's longest row: pad id for inputs, segment 0, attention 0, label -100."""
-
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        n, width = len(rows), max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        tt = torch.zeros((n, width), dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        labels = torch.full((n, width), -100, dtype=torch.long)
-        for i, r in enumerate(rows):
-            k = len(r["input_ids"])
-            ids[i, :k] = torch.from_numpy(r["input_ids"])
-            tt[i, :k] = torch.from_numpy(r["token_type_ids"])
-            labels[i, :k] = torch.from_numpy(r["labels"])
-            mask[i, :k] = 1
-        nsp = torch.tensor([r["next_sentence_label"] for r in rows], dtype=torch.long)
-        return {
-            "input_ids": ids,
-            "token_type_ids": tt,
-            "attention_mask": mask,
-            "labels": labels,
-            "next_sentence_label": nsp,
-        }
-
-
 def split_eval(n: int, eval_instances: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded hold-out of instance indices: (train, eval), eval at most a tenth of the data."""
     k = min(eval_instances, n // 10)
     perm = np.random.default_rng([seed, 7]).permutation(n)
     return np.sort(perm[k:]), np.sort(perm[:k])
-
-
-# ---------------------------------------------------------------------------------------------------- objective
-class PretrainingObjective(torch.nn.Module):
-    """MLM + NSP losses of a ``BertForPreTraining``, with the MLM head applied to masked positions only.
-
-    The vocabulary projection is the largest matrix product of a small BERT; running it on the ~15%
-    masked tokens instead of every position (as HF's forward does) is what Google's TF code does too.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, token_type_ids, attention_mask, labels, next_sentence_label):
-        out = self.model.bert(
-            input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask
-        )
-        seq, pooled = out[0], out[1]
-        sel = labels != -100
-        mlm_logits = self.model.cls.predictions(seq[sel]).float()
-        nsp_logits = self.model.cls.seq_relationship(pooled).float()
-        targets = labels[sel]
-        mlm_loss = torch.nn.functional.cross_entropy(mlm_logits, targets)
-        nsp_loss = torch.nn.functional.cross_entropy(nsp_logits, next_sentence_label)
-        return {
-            "mlm_loss": mlm_loss,
-            "nsp_loss": nsp_loss,
-            "mlm_correct": (mlm_logits.argmax(-1) == targets).sum().detach(),
-            "mlm_n": sel.sum().detach(),
-            "nsp_correct": (nsp_logits.argmax(-1) == next_sentence_label).sum().detach(),
-            "nsp_n": torch.tensor(len(next_sentence_label)),
-        }
-
-
-@torch.no_grad()
-def evaluate(objective, loader, device) -> dict:
-    """MLM/NSP loss, accuracy and MLM perplexity over a loader (fixed masks: comparable across steps)."""
-    was = objective.training
-    objective.eval()
-    meter = LossMeter()
-    for batch in loader:
-        meter.add(objective(**{k: v.to(device) for k, v in batch.items()}), 0)
-    objective.train(was)
-    return meter.scores() | {"n": meter.sums["nsp_n"]}
-
-
-class LossMeter:
-    """Sums since the last reset: losses weighted by their counts, hits, tokens, time."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.batches = 0
-        self.sums = {
-            "mlm_loss": 0.0,
-            "nsp_loss": 0.0,
-            "mlm_correct": 0,
-            "mlm_n": 0,
-            "nsp_correct": 0,
-            "nsp_n": 0,
-        }
-        self.tokens = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, r: dict, tokens: int) -> None:
-        n_m, n_n = int(r["mlm_n"]), int(r["nsp_n"])
-        self.sums["mlm_loss"] += r["mlm_loss"].item() * n_m
-        self.sums["nsp_loss"] += r["nsp_loss"].item() * n_n
-        for k in ("mlm_correct", "mlm_n", "nsp_correct", "nsp_n"):
-            self.sums[k] += int(r[k])
-        self.tokens += tokens
-        self.batches += 1
-
-    def scores(self) -> dict:
-        s = self.sums
-        m, n = max(1, s["mlm_n"]), max(1, s["nsp_n"])
-        return {
-            "mlm_loss": s["mlm_loss"] / m,
-            "mlm_accuracy": s["mlm_correct"] / m,
-            "mlm_perplexity": math.exp(min(50.0, s["mlm_loss"] / m)),
-            "nsp_loss": s["nsp_loss"] / n,
-            "nsp_accuracy": s["nsp_correct"] / n,
-        }
-
-    def record(self, step: int, lr: float, elapsed: float) -> dict:
-        """A training log record (tokens/s counts non-pad tokens); resets the sums."""
-        dt = max(1e-9, time.perf_counter() - self.t0)
-        sc = self.scores()
-        rec = (
-            {"type": "train", "step": step}
-            | sc
-            | {
-                "loss": sc["mlm_loss"] + sc["nsp_loss"],
-                "lr": lr,
-                "tokens_per_s": self.tokens / dt,
-                "sequences_per_s": self.sums["nsp_n"] / dt,
-                "elapsed_s": round(elapsed, 1),
-                "_tokens": self.tokens,
-            }
-        )
-        self.reset()
-        return rec

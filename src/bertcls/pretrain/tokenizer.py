@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 from bertcls.core.config import require, save_yaml
-from bertcls.core.errors import UserError
 
 log = logging.getLogger("bertcls")
 
@@ -124,15 +123,12 @@ def wrap(tok, lowercase: bool, model_max_length: int = 512):
 
 def run(cfg: TokenizerConfig) -> dict:
     from bertcls.core.io import staged_dir
+    from bertcls.core.rundir import check_output_dir
     from bertcls.core.runtime import setup_logging
     from bertcls.pretrain.corpora import check_specs, iter_paragraphs, load_corpora
 
     out = Path(cfg.output_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not cfg.overwrite:
-        raise UserError(
-            f"{out}: output directory exists and is not empty; pass --overwrite to replace it "
-            f"or choose another --output-dir"
-        )
+    check_output_dir(out, "tokenizer", overwrite=cfg.overwrite, inputs=[("--corpus", c) for c in cfg.corpus])
     check_specs(cfg.corpus)
     setup_logging(None)
     t0 = time.perf_counter()
@@ -173,8 +169,6 @@ def run(cfg: TokenizerConfig) -> dict:
         "seconds": round(time.perf_counter() - t0, 2),
         "output_dir": str(out),
     }
-    if cfg.overwrite and out.exists() and not out.is_dir():
-        out.unlink()
     with staged_dir(out) as stage:  # the directory appears complete or not at all
         fast.save_pretrained(stage)
         tok.model.save(str(stage))  # vocab.txt, for tools that read the classic BERT layout

