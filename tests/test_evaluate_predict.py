@@ -18,8 +18,14 @@ def test_evaluate_writes_report_and_reports_unseen_labels(trained_tiny, tmp_path
     f = write_csv(tmp_path / "eval.csv", rows)
     out = tmp_path / "ev"
     assert main(["evaluate", str(trained_tiny), "--file", str(f), "--output-dir", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["unseen_labels"] == {"neutral": 3}
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["split", "rows", "accuracy", "macro-F1", "loss"]
+    assert printed[1].split()[:2] == ["evaluated", "33"]
+    assert printed[2] == "labels the model never saw (counted as errors): {'neutral': 3}"
+    assert printed[3].endswith(
+        f"misclassified ({out / 'misclassified.csv'}); all metrics: {out / 'metrics.json'}"
+    )
+    assert len(printed) == 4  # a short summary, not a JSON dump
     assert {p.name for p in out.iterdir()} == {
         "metrics.json",
         "confusion_matrix.json",

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg = resolve(cls, ns)
         module = importlib.import_module(cmd.module)
+        from bertcls.core.runtime import quiet_libraries
+
+        quiet_libraries()
         result = module.run(cfg)
     except UserError as e:
         print(f"bertcls: error: {e}", file=sys.stderr)

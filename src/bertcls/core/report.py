@@ -151,24 +151,27 @@ def finish_run(r: FinishedRun) -> dict:
     return result
 
 
-def summary_table(result: dict) -> str:
-    """The few lines `bertcls train` ends with: test (else validation) essentials, time, where it is."""
-    split = "test" if "test" in result else "validation"
-    m = result[split]
+def metrics_lines(m: dict, split: str) -> list[str]:
+    """A two-line table of the essentials of one split's metrics (single- or multi-label)."""
     multi = "f1_samples" in m
     cols = (
-        [("micro-F1", "f1_micro"), ("macro-F1", "f1_macro"), ("loss", "loss")]
+        [("micro-F1", "f1_micro"), ("macro-F1", "f1_macro"), ("AP macro", "ap_macro"), ("loss", "loss")]
         if multi
         else [("accuracy", "accuracy"), ("macro-F1", "f1_macro"), ("loss", "loss")]
     )
-    tr = result["train"]
     head = f"{'split':<10} {'rows':>6}" + "".join(f" {name:>9}" for name, _ in cols)
     row = f"{split:<10} {m['n']:>6}" + "".join(f" {_fmt(m.get(k, '')):>9}" for _, k in cols)
+    return [head, row]
+
+
+def summary_table(result: dict) -> str:
+    """The few lines `bertcls train` ends with: test (else validation) essentials, time, where it is."""
+    split = "test" if "test" in result else "validation"
+    tr = result["train"]
     out = result.get("output_dir", "")
     return "\n".join(
-        [
-            head,
-            row,
+        metrics_lines(result[split], split)
+        + [
             f"trained {tr['steps']} steps in {tr['runtime_s']:.1f} s"
             + (" (stopped early)" if tr["stopped_early"] else ""),
             f"model saved to {out} (all metrics: {Path(out) / 'metrics.json'})",

@@ -116,3 +116,11 @@ def optimizer_step(
         state["epoch"] += 1
         state["batches_done"] = 0
     return rng_state()
+
+
+def quiet_libraries() -> None:
+    """transformers draws a "Loading weights" progress bar for every model it loads (a 6-layer model
+    loads in well under a second); our own bars show the work that takes time."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

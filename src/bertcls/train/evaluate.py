@@ -156,8 +156,14 @@ def write_misclassified(
 
 
 def summarize(result: dict) -> str:
-    keys = [k for k, v in result.items() if isinstance(v, (int, float, str))]
-    shown = {k: result[k] for k in keys}
-    if "unseen_labels" in result:
-        shown["unseen_labels"] = result["unseen_labels"]
-    return json.dumps(shown, indent=2, ensure_ascii=False)
+    """What `bertcls evaluate` prints: the essentials; every number is in metrics.json."""
+    from bertcls.core.report import metrics_lines
+
+    lines = metrics_lines(result, "evaluated")
+    if result.get("unseen_labels"):
+        lines.append(f"labels the model never saw (counted as errors): {result['unseen_labels']}")
+    out = Path(result["output_dir"])
+    lines.append(
+        f"{result['n_misclassified']} misclassified ({out / 'misclassified.csv'}); all metrics: {out / 'metrics.json'}"
+    )
+    return "\n".join(lines)
