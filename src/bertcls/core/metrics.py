@@ -26,6 +26,8 @@ MULTI_LABEL_METRICS = (
     "loss",
 )
 LOWER_IS_BETTER = {"loss", "hamming_loss"}
+# Multi-label decision thresholds tried per label on validation.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -165,7 +167,7 @@ def ranking_scores(y_true: np.ndarray, probs: np.ndarray) -> dict:
 
 def tune_thresholds(probs: np.ndarray, y_true: np.ndarray, grid: np.ndarray | None = None) -> list[float]:
     """Per label, the threshold maximising that label's F1 on validation (0.5 where a label is absent)."""
-    grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if grid is None else grid
+    grid = THRESHOLD_GRID if grid is None else grid
     out = []
     for j in range(probs.shape[1]):
         t_true = y_true[:, j].astype(bool)

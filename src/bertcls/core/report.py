@@ -17,6 +17,7 @@ from bertcls.core import metrics, plots
 from bertcls.core.config import to_dict
 from bertcls.core.io import atomic_write_text
 from bertcls.core.models import META_FILE
+from bertcls.core.multilabel import label_priors, learning_checks
 from bertcls.core.rundir import HISTORY_FILE, RunDir, save_model_dir, write_history
 from bertcls.core.scoring import label_summary, label_targets, scalar, score
 
@@ -76,9 +77,17 @@ def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None]:
     if not r.multi:
         return val_m, None
     y_val = np.stack(label_targets(r.splits.validation, r.labels, True)).astype(int)
-    thresholds = metrics.tune_thresholds(metrics.sigmoid(val_logits), y_val)
+    probs = metrics.sigmoid(val_logits)
+    thresholds = metrics.tune_thresholds(probs, y_val)
     log.info("tuned thresholds: %s", dict(zip(r.labels, thresholds)))
-    return r.score(r.enc_val, r.splits.validation, thresholds)[0], thresholds
+    val_m = r.score(r.enc_val, r.splits.validation, thresholds)[0]
+    priors = label_priors(label_targets(r.splits.train, r.labels, True))
+    prior_m, warnings = learning_checks(y_val, probs, priors, r.labels, r.cfg.metric, val_m)
+    val_m["label_prior_predictor"] = scalar(prior_m)
+    for w in warnings:
+        log.warning(w)
+    val_m["warnings"] = warnings
+    return val_m, thresholds
 
 
 def _train_summary(r: FinishedRun) -> dict:
@@ -176,6 +185,7 @@ def summary_table(result: dict) -> str:
             + (" (stopped early)" if tr["stopped_early"] else ""),
             f"model saved to {out} (all metrics: {Path(out) / 'metrics.json'})",
         ]
+        + [f"warning: {w}" for w in result["validation"].get("warnings", [])]
     )
 
 

@@ -34,16 +34,24 @@ def score(
     batch_size: int,
     pad_id: int,
     thresholds: np.ndarray | None = None,
+    tune: bool = False,
 ) -> tuple[dict, np.ndarray]:
-    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits)."""
+    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits). Multi-label: at
+    ``thresholds`` (default 0.5), or with ``tune`` at thresholds tuned on ``data`` itself, which is what
+    the saved model will use when ``data`` is validation (listed under "thresholds")."""
     from bertcls.core.batching import batched_logits
 
     logits = batched_logits(model, enc, batch_size, pad_id)
     if multi:
         y = np.stack(label_targets(data, labels, True)).astype(int)
+        probs = metrics.sigmoid(logits)
+        if tune:
+            thresholds = np.asarray(metrics.tune_thresholds(probs, y))
         t = thresholds if thresholds is not None else np.full(len(labels), 0.5)
-        pred = (metrics.sigmoid(logits) >= t).astype(int)
-        return metrics.multi_label(y, pred, labels, logits), logits
+        out = metrics.multi_label(y, (probs >= t).astype(int), labels, logits)
+        if tune:
+            out["thresholds"] = [float(x) for x in t]
+        return out, logits
     pred = [labels[i] for i in logits.argmax(axis=1)]
     ids = np.asarray(label_targets(data, labels, False))
     return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None), logits

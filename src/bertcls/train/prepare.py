@@ -45,6 +45,8 @@ class TrainConfig(OptimArgs):
     """Rows whose label is empty or reads as a missing value (NaN, null, None, NA, N/A, <NA>, #N/A; any case): error = refuse the file, naming the lines; skip = drop those rows with a warning; keep = take the tokens as class names (empty cells are still refused). A multi-label row with an empty cell has no label, which is valid."""
     multi_label: bool = False
     """Multi-label classification: sigmoid + BCE, one decision threshold per label tuned on validation."""
+    prior_init: bool = True
+    """Multi-label: start each label's output bias at the log-odds of its training frequency, so training begins at the base rates instead of 0.5 for every label (with rare labels a zero bias can collapse the model to constant outputs)."""
     output_dir: str | None = None
     """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
     overwrite: bool = False

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from bertcls.core import checkpoint, metrics, rundir
+from bertcls.core.multilabel import init_head_to_priors, label_priors
 from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.core.scoring import label_targets, scalar, score
 from bertcls.train.prepare import (
@@ -81,6 +82,8 @@ def train(
     targets = label_targets(splits.train, labels, multi)
     for e, t in zip(enc_train, targets):
         e["labels"] = t
+    if multi and cfg.prior_init and not cfg.resume and init_head_to_priors(model, label_priors(targets)):
+        log.info("classification head starts at the training label frequencies (--prior-init)")
     enc_val = encode(tokenizer, splits.validation.texts, splits.validation.pairs, cfg.max_length)
     sampler = LengthGroupedBatchSampler(
         [len(e["input_ids"]) for e in enc_train], cfg.batch_size, cfg.seed, cfg.group_by_length
@@ -162,6 +165,7 @@ def train(
             multi,
             cfg.eval_batch_size,
             tokenizer.pad_token_id,
+            tune=multi,  # select on what the saved model will do: F1 at its tuned thresholds
         )
         record = {
             "type": "eval",
