@@ -103,3 +103,22 @@ def test_train_warns_when_only_base_rates_were_learned(tmp_path, tiny_bert, caps
     out = capsys.readouterr().out
     assert "warning: the model did not beat the label-prior predictor on validation" in out
     assert m["validation"]["warnings"]
+
+
+def test_head_gets_its_own_learning_rate(tiny_bert):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.core import rundir
+    from bertcls.train.prepare import TrainConfig
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=3)
+    groups = rundir.param_groups(model, 0.01, head_lr=2e-3)
+    head = {id(p) for n, p in model.named_parameters() if n.startswith("classifier.")}
+    for g in groups:
+        in_head = {id(p) in head for p in g["params"]}
+        assert len(in_head) == 1  # a group is all head or all encoder
+        assert g.get("lr") == (2e-3 if in_head == {True} else None)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert TrainConfig(train_file="x.csv", multi_label=True).head_lr_multiplier == 20
+    assert TrainConfig(train_file="x.csv").head_lr_multiplier == 1
+    assert TrainConfig(train_file="x.csv", multi_label=True, head_lr_multiplier=1).head_lr_multiplier == 1

@@ -245,16 +245,27 @@ def restored_history(run: RunDir, step: int) -> list[dict]:
     return [h for h in read_history(run.work / HISTORY_FILE) if h["step"] <= step]
 
 
-def param_groups(model, weight_decay: float) -> list[dict]:
-    """AdamW groups: no decay on biases and LayerNorm. Tied parameters (MLM decoder = word embeddings)
-    must be listed once (torch's optimizer refuses a parameter twice): ``named_parameters`` yields each
-    tensor once by default, and we rely on that rather than on a second bookkeeping of our own."""
-    decay, no_decay = [], []
+def param_groups(
+    model, weight_decay: float, head_lr: float | None = None, head_prefix: str = "classifier."
+) -> list[dict]:
+    """AdamW groups: no decay on biases and LayerNorm; with ``head_lr``, the parameters under
+    ``head_prefix`` (a new classification head) get their own learning rate. Tied parameters (MLM decoder =
+    word embeddings) must be listed once (torch's optimizer refuses a parameter twice): ``named_parameters``
+    yields each tensor once by default, and we rely on that rather than on a second bookkeeping of our own."""
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        no_decay = p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias")
+        head = head_lr is not None and name.startswith(head_prefix)
+        groups.setdefault((head, no_decay), []).append(p)
+    out = []
+    for (head, no_decay), params in sorted(groups.items()):
+        g = {"params": params, "weight_decay": 0.0 if no_decay else weight_decay}
+        if head:
+            g["lr"] = head_lr
+        out.append(g)
+    return out
 
 
 def save_model_dir(model, tokenizer, out: Path, meta: tuple[str, dict] | None = None) -> None:

@@ -47,6 +47,8 @@ class TrainConfig(OptimArgs):
     """Multi-label classification: sigmoid + BCE, one decision threshold per label tuned on validation."""
     prior_init: bool = True
     """Multi-label: start each label's output bias at the log-odds of its training frequency, so training begins at the base rates instead of 0.5 for every label (with rare labels a zero bias can collapse the model to constant outputs)."""
+    head_lr_multiplier: float | None = None
+    """Learning rate of the new classification head relative to --learning-rate (same schedule). Default: 20 for --multi-label (the head must move far from its start for every label while the encoder adapts slowly; measured in the README), 1 otherwise."""
     output_dir: str | None = None
     """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
     overwrite: bool = False
@@ -131,6 +133,14 @@ class TrainConfig(OptimArgs):
             "metric",
             self.metric,
             f"choose auto or one of {', '.join(valid)}",
+        )
+        if self.head_lr_multiplier is None:
+            self.head_lr_multiplier = 20.0 if self.multi_label else 1.0
+        require(
+            0 < self.head_lr_multiplier <= 1000,
+            "head_lr_multiplier",
+            self.head_lr_multiplier,
+            "must be in (0, 1000]",
         )
         if self.metric == "auto":
             self.metric = "f1_micro" if self.multi_label else "f1_macro"

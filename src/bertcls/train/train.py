@@ -96,7 +96,8 @@ def train(
         collate_fn=Collator(tokenizer.pad_token_id, multi),
         generator=torch.Generator().manual_seed(cfg.seed),
     )
-    optimizer = torch.optim.AdamW(rundir.param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    head_lr = cfg.learning_rate * cfg.head_lr_multiplier if cfg.head_lr_multiplier != 1 else None
+    optimizer = torch.optim.AdamW(rundir.param_groups(model, cfg.weight_decay, head_lr), lr=cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     log.info(
         "%d process(es) on %s, precision %s, %d batches per epoch per process",
