@@ -122,3 +122,19 @@ def test_head_gets_its_own_learning_rate(tiny_bert):
     assert TrainConfig(train_file="x.csv", multi_label=True).head_lr_multiplier == 20
     assert TrainConfig(train_file="x.csv").head_lr_multiplier == 1
     assert TrainConfig(train_file="x.csv", multi_label=True, head_lr_multiplier=1).head_lr_multiplier == 1
+
+
+def test_evaluate_multilabel_reports_unseen_labels_and_ranking_scores(tmp_path, tiny_bert, capsys):
+    code, _ = _train(tmp_path, tiny_bert, "--epochs", "1")
+    assert code == 0
+    rows = _rows(40, seed=12)
+    rows[0]["label"] = "sequel;film"
+    rows[1]["label"] = "sequel"
+    f = write_csv(tmp_path / "eval.csv", rows)
+    ev = tmp_path / "ev"
+    assert main(["evaluate", str(tmp_path / "run"), "--file", str(f), "--output-dir", str(ev)]) == 0
+    m = json.loads((ev / "metrics.json").read_text())
+    assert m["unseen_labels"] == {"sequel": 2}
+    assert 0 <= m["ap_macro"] <= 1 and set(m["per_label"]["film"]) >= {"ap", "roc_auc"}
+    out = capsys.readouterr().out
+    assert "labels the model never saw (counted as errors): {'sequel': 2}" in out

@@ -256,6 +256,17 @@ def require(condition: bool, name: str, value: Any, expectation: str) -> None:
         raise UserError(f"{flag(name)}={value!r} is invalid: {expectation}")
 
 
+def check_resume(resume: bool, overwrite: bool, output_dir: str | None) -> None:
+    """The --resume/--overwrite/--output-dir rules every command with a run directory shares."""
+    require(not (resume and overwrite), "resume", resume, "--resume and --overwrite exclude each other")
+    require(
+        not resume or output_dir is not None,
+        "resume",
+        resume,
+        "--resume needs --output-dir of the run to continue",
+    )
+
+
 @dataclasses.dataclass
 class OptimArgs:
     """Optimisation options shared by `bertcls train` and `bertcls pretrain` (their configs extend this)."""

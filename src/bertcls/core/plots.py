@@ -164,3 +164,12 @@ def pretraining_curves(history: list[dict], path: str | os.PathLike, title: str)
         "accuracy": ["train MLM accuracy", "eval MLM accuracy", "train NSP accuracy", "eval NSP accuracy"],
     }
     curves(series, path, "value", title, panels)
+
+
+def confusion(m: dict, path: str | os.PathLike, title: str = "") -> None:
+    """The confusion plot of one split's metrics: one matrix (single-label) or one 2x2 per label."""
+    if "confusion_matrix" in m:
+        cm = m["confusion_matrix"]
+        confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], path, title)
+    else:
+        multilabel_confusion(m["per_label"], path, title)

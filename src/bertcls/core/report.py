@@ -139,20 +139,10 @@ def finish_run(r: FinishedRun) -> dict:
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
     title = f"{cfg.name or r.run.final.name}"
     plots.learning_curve(r.history, out / "learning_curve.png", cfg.metric, title)
-    if r.multi:
-        plots.multilabel_confusion(
-            shown["per_label"],
-            out / "confusion_matrix.png",
-            f"{shown_name} confusion matrix per label ({title})",
-        )
-    else:
-        cm = shown["confusion_matrix"]
-        plots.confusion_matrix(
-            np.asarray(cm["matrix"]),
-            cm["labels"],
-            out / "confusion_matrix.png",
-            f"{shown_name} confusion matrix ({title})",
-        )
+    per_label = " per label" if r.multi else ""
+    plots.confusion(
+        shown, out / "confusion_matrix.png", f"{shown_name} confusion matrix{per_label} ({title})"
+    )
     atomic_write_text(out / "README.md", model_card(cfg, r.run.final, result, meta))
     if not cfg.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)

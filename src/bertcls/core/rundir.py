@@ -281,3 +281,14 @@ def save_model_dir(model, tokenizer, out: Path, meta: tuple[str, dict] | None = 
     for f in stage.iterdir():
         os.replace(f, out / f.name)
     stage.rmdir()
+
+
+def save_checkpoint(
+    accelerator, run_dir: RunDir, weights: dict, optimizer, scheduler, state: dict, rng: dict, history: list
+) -> None:
+    """The exact-resume checkpoint (weights, optimizer, schedule, RNG at the last optimizer step, the log
+    history) and metrics.jsonl, written by the main process; every rank waits for it."""
+    if accelerator.is_main_process:
+        checkpoint.save(run_dir.checkpoint, weights, optimizer, scheduler, state, rng, history)
+        write_history(run_dir.work / HISTORY_FILE, history)
+    accelerator.wait_for_everyone()

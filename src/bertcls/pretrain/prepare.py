@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from bertcls.core import rundir
-from bertcls.core.config import OptimArgs, require
+from bertcls.core.config import OptimArgs, check_resume, require
 from bertcls.core.errors import UserError
 from bertcls.core.runtime import progress
 
@@ -135,18 +135,7 @@ class PretrainConfig(OptimArgs):
         require(self.eval_instances >= 0, "eval_instances", self.eval_instances, "must be >= 0")
         require(self.eval_steps >= 1, "eval_steps", self.eval_steps, "must be >= 1")
         require(self.logging_steps >= 1, "logging_steps", self.logging_steps, "must be >= 1")
-        require(
-            not (self.resume and self.overwrite),
-            "resume",
-            self.resume,
-            "--resume and --overwrite exclude each other",
-        )
-        require(
-            not self.resume or self.output_dir is not None,
-            "resume",
-            self.resume,
-            "--resume needs --output-dir of the run to continue",
-        )
+        check_resume(self.resume, self.overwrite, self.output_dir)
 
 
 def load_pretrain_tokenizer(cfg: PretrainConfig, model_path: str | None):

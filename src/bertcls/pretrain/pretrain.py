@@ -186,18 +186,10 @@ def pretrain(cfg: PretrainConfig, run_dir, accelerator, model, tokenizer, train_
 
     def save_checkpoint() -> None:
         state["elapsed_s"] = elapsed()
-        if accelerator.is_main_process:
-            checkpoint.save(
-                run_dir.checkpoint,
-                accelerator.unwrap_model(task).model.state_dict(),
-                optimizer,
-                scheduler,
-                state,
-                boundary_rng,
-                history,
-            )
-            rundir.write_history(run_dir.work / rundir.HISTORY_FILE, history)
-        accelerator.wait_for_everyone()
+        weights = accelerator.unwrap_model(task).model.state_dict()
+        rundir.save_checkpoint(
+            accelerator, run_dir, weights, optimizer, scheduler, state, boundary_rng, history
+        )
 
     def run_eval() -> None:
         if not len(eval_set):

@@ -14,8 +14,9 @@ import numpy as np
 
 from bertcls.core import metrics, plots
 from bertcls.core.config import InferenceArgs, require
-from bertcls.core.data import Columns, TextData, load
+from bertcls.core.data import Columns, TextData, label_counts, load
 from bertcls.core.io import atomic_write_text, staged_dir
+from bertcls.core.multilabel import unseparated_labels
 from bertcls.core.rundir import check_output_dir
 from bertcls.core.scoring import label_targets
 
@@ -104,10 +105,18 @@ def run(cfg: EvaluateConfig) -> dict:
     if clf.multi_label:
         y = np.stack(label_targets(data, labels, True)).astype(int)
         yp = (probs >= clf.thresholds).astype(int)
-        result = metrics.multi_label(y, yp, labels)
-        unseen = sorted(data.label_set() - set(labels))
-        if unseen:
-            result["unseen_labels"] = unseen
+        clipped = np.clip(probs, 1e-7, 1 - 1e-7)  # back to logits: AP, ROC-AUC and the loss need scores
+        result = metrics.multi_label(y, yp, labels, np.log(clipped) - np.log1p(-clipped))
+        # labels the model was never trained on count as missed (their rows keep their other labels)
+        counts = label_counts(data)
+        if unseen := sorted(data.label_set() - set(labels)):
+            result["unseen_labels"] = {lab: int(counts[lab]) for lab in unseen}
+        floor = float(min(metrics.THRESHOLD_GRID))
+        if flat := unseparated_labels(probs, labels, floor):
+            result["warnings"] = [
+                f"{len(flat)} of {len(labels)} label(s) never reach probability {floor} on any text here, so "
+                f"the model does not separate them: {', '.join(flat[:10])}{' ...' if len(flat) > 10 else ''}"
+            ]
         wrong = [i for i in range(len(data)) if sorted(preds[i]) != sorted(x for x in data.labels[i])]
     else:
         result = metrics.single_label(data.labels, preds, labels)
@@ -118,19 +127,9 @@ def run(cfg: EvaluateConfig) -> dict:
     stem = _stem(cfg)
     with staged_dir(out) as tmp:
         atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
-        if clf.multi_label:
-            plots.multilabel_confusion(
-                result["per_label"], tmp / "confusion_matrix.png", f"{stem} ({Path(cfg.model_dir).name})"
-            )
-        else:
+        if not clf.multi_label:
             atomic_write_text(tmp / "confusion_matrix.json", json.dumps(result["confusion_matrix"], indent=2))
-            cm = result["confusion_matrix"]
-            plots.confusion_matrix(
-                np.asarray(cm["matrix"]),
-                cm["labels"],
-                tmp / "confusion_matrix.png",
-                f"{stem} ({Path(cfg.model_dir).name})",
-            )
+        plots.confusion(result, tmp / "confusion_matrix.png", f"{stem} ({Path(cfg.model_dir).name})")
         write_misclassified(tmp / "misclassified.csv", data, preds, probs, labels, wrong)
     result["output_dir"] = str(out)
     result["n_misclassified"] = len(wrong)
@@ -160,6 +159,7 @@ def summarize(result: dict) -> str:
     from bertcls.core.report import metrics_lines
 
     lines = metrics_lines(result, "evaluated")
+    lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if result.get("unseen_labels"):
         lines.append(f"labels the model never saw (counted as errors): {result['unseen_labels']}")
     out = Path(result["output_dir"])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bertcls.core import metrics, rundir
-from bertcls.core.config import POSITIONAL, OptimArgs, require
+from bertcls.core.config import POSITIONAL, OptimArgs, check_resume, require
 from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
 from bertcls.core.errors import UserError
 
@@ -144,18 +144,7 @@ class TrainConfig(OptimArgs):
         )
         if self.metric == "auto":
             self.metric = "f1_micro" if self.multi_label else "f1_macro"
-        require(
-            not (self.resume and self.overwrite),
-            "resume",
-            self.resume,
-            "--resume and --overwrite exclude each other",
-        )
-        require(
-            not self.resume or self.output_dir is not None,
-            "resume",
-            self.resume,
-            "--resume needs --output-dir of the run to continue",
-        )
+        check_resume(self.resume, self.overwrite, self.output_dir)
 
 
 @dataclass

@@ -143,18 +143,10 @@ def train(
     boundary_rng = checkpoint.rng_state()
 
     def save_checkpoint() -> None:
-        if accelerator.is_main_process:
-            checkpoint.save(
-                run_dir.checkpoint,
-                accelerator.unwrap_model(model).state_dict(),
-                optimizer,
-                scheduler,
-                state,
-                boundary_rng,
-                history,
-            )
-            rundir.write_history(run_dir.work / rundir.HISTORY_FILE, history)
-        accelerator.wait_for_everyone()
+        weights = accelerator.unwrap_model(model).state_dict()
+        rundir.save_checkpoint(
+            accelerator, run_dir, weights, optimizer, scheduler, state, boundary_rng, history
+        )
 
     def evaluate_and_checkpoint() -> bool:
         """Returns True when early stopping says stop."""
