@@ -46,6 +46,7 @@ def test_rows_without_labels_load_and_train(tmp_path, tiny_bert, capsys):
     empty = sum(1 for r in rows if not r["label"])
     assert empty > 20  # the data really has unlabelled rows
     assert m["train"]["n_train"] == 240  # none dropped
+    assert m["train"]["n_train_without_label"] == empty
     assert m["validation"]["label_prior_predictor"]["f1_micro"] >= 0
     history = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     evals = [h for h in history if h["type"] == "eval"]

@@ -104,6 +104,7 @@ def _train_summary(r: FinishedRun) -> dict:
         "n_train": len(r.splits.train),
         "n_validation": len(r.splits.validation),
         "label_counts": label_summary(r.splits.train),
+        "n_train_without_label": sum(1 for lab in r.splits.train.labels if not lab) if r.multi else 0,
     }
 
 

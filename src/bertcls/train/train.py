@@ -75,6 +75,8 @@ def train(
         len(splits.test) if splits.test else 0,
         labels,
     )
+    if multi and (unlabelled := sum(1 for lab in splits.train.labels if not lab)):
+        log.info("%d training row(s) have no label (valid for multi-label)", unlabelled)
     if splits.test is not None and (unseen := splits.test.label_set() - set(labels)):
         log.warning("test labels never seen in training (reported, always wrong): %s", sorted(unseen))
 
