@@ -123,7 +123,7 @@ def vocab_texts(tokenizer: Any, n: int, max_length: int, seed: int = 0) -> list[
 
 
 def file_texts(path: str, meta: dict, n: int) -> tuple[list[str], list[str] | None]:
-    from bertcls.core.data import detect_format, iter_records
+    from bertcls.core.readers import detect_format, iter_records
 
     p = Path(path)
     fmt = detect_format(p)

@@ -25,9 +25,9 @@ from typing import Literal
 import numpy as np
 
 from bertcls.core.config import InferenceArgs, require
-from bertcls.core.data import detect_format, iter_records
 from bertcls.core.errors import UserError, warn
 from bertcls.core.io import atomic_open
+from bertcls.core.readers import detect_format, iter_records
 
 
 @dataclass

@@ -143,7 +143,7 @@ def read_texts(path: Path, flag: str = "--exclude-file") -> list[str]:
     ``flag`` names the option in error messages: the same reader serves ``--exclude-file`` and table corpora.
     """
     _require_texts_file(path, flag)
-    from bertcls.core.data import FORMATS, records_from_lines
+    from bertcls.core.readers import FORMATS, records_from_lines
 
     raw = read_utf8(path)
     if path.suffix.lower() not in TABLE_SUFFIXES:
