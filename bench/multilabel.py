@@ -61,9 +61,7 @@ def tfidf_baseline(data: Path) -> dict:
             best = (f1, c, clf, th)
     _, c, clf, th = best
     ps = clf.predict_proba(Xs)
-    m = metrics.multi_label(
-        Ys, (ps >= th).astype(int), labels, np.log(np.clip(ps, 1e-7, 1) / np.clip(1 - ps, 1e-7, 1))
-    )
+    m = metrics.multi_label(Ys, (ps >= th).astype(int), labels, metrics.logit(ps))
     return {"C": c, "seconds": round(time.perf_counter() - t0, 1)} | {k: m[k] for k in KEYS}
 
 

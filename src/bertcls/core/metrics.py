@@ -40,6 +40,12 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def logit(probs: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """The inverse of sigmoid, with probabilities clipped to [eps, 1 - eps] so 0 and 1 stay finite."""
+    p = np.clip(probs, eps, 1 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     p = softmax(logits)
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))

@@ -26,8 +26,7 @@ def label_priors(targets: list[np.ndarray] | np.ndarray) -> np.ndarray:
 
 
 def prior_logits(priors: np.ndarray) -> np.ndarray:
-    p = np.clip(priors, PRIOR_CLIP, 1 - PRIOR_CLIP)
-    return np.log(p / (1 - p))
+    return metrics.logit(priors, PRIOR_CLIP)
 
 
 def init_head_to_priors(model, priors: np.ndarray) -> bool:
@@ -55,10 +54,18 @@ def prior_predictor_scores(y_val: np.ndarray, priors: np.ndarray, labels: list[s
     return metrics.multi_label(y_val, pred, labels, prior_logits(probs))
 
 
-def unseparated_labels(probs: np.ndarray, labels: list[str], floor: float) -> list[str]:
-    """Labels whose probability never reaches the lowest threshold on any text: the model gives every
-    text the same answer for them (no threshold can separate anything)."""
-    return [lab for j, lab in enumerate(labels) if probs[:, j].max() < floor]
+def unseparated_warning(probs: np.ndarray, labels: list[str], where: str) -> str | None:
+    """One line naming the labels whose probability never reaches the lowest threshold on any text of
+    ``where``: the model gives every text the same answer for them, so no threshold separates anything."""
+    floor = float(min(metrics.THRESHOLD_GRID))
+    flat = [lab for j, lab in enumerate(labels) if probs[:, j].max() < floor]
+    if not flat:
+        return None
+    shown = ", ".join(flat[:10]) + (" ..." if len(flat) > 10 else "")
+    return (
+        f"{len(flat)} of {len(labels)} label(s) never reach probability {floor} on any {where}, "
+        f"so no threshold separates them: {shown}; they need more examples or more training"
+    )
 
 
 def learning_checks(
@@ -75,11 +82,6 @@ def learning_checks(
             f"{theirs:.4f}): it learned only the base rates; try more --epochs or a higher "
             f"--learning-rate, and check that the labels match the texts"
         )
-    floor = float(min(metrics.THRESHOLD_GRID))
-    if flat := unseparated_labels(probs, labels, floor):
-        shown = ", ".join(flat[:10]) + (" ..." if len(flat) > 10 else "")
-        warnings.append(
-            f"{len(flat)} of {len(labels)} label(s) never reach probability {floor} on any validation text, "
-            f"so no threshold separates them: {shown}; they need more examples or more training"
-        )
+    if flat := unseparated_warning(probs, labels, "validation text"):
+        warnings.append(flat)
     return prior_m, warnings

@@ -60,10 +60,12 @@ class FinishedRun:
     def multi(self) -> bool:
         return bool(self.cfg.multi_label)
 
-    def score(self, enc: list[dict], data, thresholds: list[float] | None = None) -> tuple[dict, np.ndarray]:
+    def score(
+        self, enc: list[dict], data, thresholds: list[float] | None = None, tune: bool = False
+    ) -> tuple[dict, np.ndarray]:
         t = None if thresholds is None else np.asarray(thresholds)
         pad = self.tokenizer.pad_token_id
-        return score(self.model, enc, data, self.labels, self.multi, self.cfg.eval_batch_size, pad, t)
+        return score(self.model, enc, data, self.labels, self.multi, self.cfg.eval_batch_size, pad, t, tune)
 
 
 def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None]:
@@ -73,14 +75,14 @@ def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None]:
         not r.multi and saved.is_file()
     ):  # the best checkpoint's validation scores, computed when it was chosen
         return json.loads(saved.read_text(encoding="utf-8")), None
-    val_m, val_logits = r.score(r.enc_val, r.splits.validation)
+    # one forward pass: multi-label thresholds are tuned on these logits and the metrics taken at them
+    val_m, val_logits = r.score(r.enc_val, r.splits.validation, tune=r.multi)
     if not r.multi:
         return val_m, None
+    thresholds = val_m.pop("thresholds")
+    log.info("tuned thresholds: %s", dict(zip(r.labels, thresholds)))
     y_val = np.stack(label_targets(r.splits.validation, r.labels, True)).astype(int)
     probs = metrics.sigmoid(val_logits)
-    thresholds = metrics.tune_thresholds(probs, y_val)
-    log.info("tuned thresholds: %s", dict(zip(r.labels, thresholds)))
-    val_m = r.score(r.enc_val, r.splits.validation, thresholds)[0]
     priors = label_priors(label_targets(r.splits.train, r.labels, True))
     prior_m, warnings = learning_checks(y_val, probs, priors, r.labels, r.cfg.metric, val_m)
     val_m["label_prior_predictor"] = scalar(prior_m)

@@ -16,7 +16,7 @@ from bertcls.core import metrics, plots
 from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import Columns, TextData, label_counts, load
 from bertcls.core.io import atomic_write_text, staged_dir
-from bertcls.core.multilabel import unseparated_labels
+from bertcls.core.multilabel import unseparated_warning
 from bertcls.core.rundir import check_output_dir
 from bertcls.core.scoring import label_targets
 
@@ -105,18 +105,14 @@ def run(cfg: EvaluateConfig) -> dict:
     if clf.multi_label:
         y = np.stack(label_targets(data, labels, True)).astype(int)
         yp = (probs >= clf.thresholds).astype(int)
-        clipped = np.clip(probs, 1e-7, 1 - 1e-7)  # back to logits: AP, ROC-AUC and the loss need scores
-        result = metrics.multi_label(y, yp, labels, np.log(clipped) - np.log1p(-clipped))
+        # back to logits: AP, ROC-AUC and the loss need scores, not decisions
+        result = metrics.multi_label(y, yp, labels, metrics.logit(probs))
         # labels the model was never trained on count as missed (their rows keep their other labels)
         counts = label_counts(data)
         if unseen := sorted(data.label_set() - set(labels)):
             result["unseen_labels"] = {lab: int(counts[lab]) for lab in unseen}
-        floor = float(min(metrics.THRESHOLD_GRID))
-        if flat := unseparated_labels(probs, labels, floor):
-            result["warnings"] = [
-                f"{len(flat)} of {len(labels)} label(s) never reach probability {floor} on any text here, so "
-                f"the model does not separate them: {', '.join(flat[:10])}{' ...' if len(flat) > 10 else ''}"
-            ]
+        if flat := unseparated_warning(probs, labels, "text in this file"):
+            result["warnings"] = [flat]
         wrong = [i for i in range(len(data)) if sorted(preds[i]) != sorted(x for x in data.labels[i])]
     else:
         result = metrics.single_label(data.labels, preds, labels)
