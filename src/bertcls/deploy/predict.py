@@ -116,19 +116,17 @@ def choose_prefix(requested: str | None, columns, k: int, out_fmt: str, source: 
     lost and predicting on a labelled file needs no flag."""
     if requested is not None:
         return requested
-    prefix = ""
+    clash = [c for c in prediction_columns("", k, out_fmt) if c in columns]
+    if not clash:
+        return ""
+    prefix = "pred_"
     while any(c in columns for c in prediction_columns(prefix, k, out_fmt)):
         prefix += "pred_"
-    if prefix:
-        warn(
-            f"{source}: input column '{clash_name(columns, k, out_fmt)}' is kept; the predictions go to "
-            f"'{prefix}label', '{prefix}score', ... (--output-prefix sets the prefix)"
-        )
+    warn(
+        f"{source}: input column '{clash[0]}' is kept; the predictions go to "
+        f"'{prefix}label', '{prefix}score', ... (--output-prefix sets the prefix)"
+    )
     return prefix
-
-
-def clash_name(columns, k: int, out_fmt: str) -> str:
-    return next(c for c in prediction_columns("", k, out_fmt) if c in columns)
 
 
 def check_clash(where: str, columns, predicted: list[str]) -> None:
