@@ -39,6 +39,25 @@ class TextClassifier:
         self.thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
         self.max_length: int = int(meta.get("max_length", 512))
         self.batch_size = 64
+        # The TF-IDF baseline mixed into the probabilities (train --ensemble); None = the model alone.
+        self.baseline: Any = None
+        self.ensemble_weight = 0.0
+
+    def use_ensemble(self) -> None:
+        """Mix in the saved TF-IDF baseline with its saved weight (and thresholds, for multi-label)."""
+        ens = self.meta["ensemble"]
+        self.baseline = self.load_baseline()
+        self.ensemble_weight = float(ens["weight"])
+        if self.multi_label and ens.get("thresholds"):
+            self.thresholds = np.asarray(ens["thresholds"], dtype=np.float32)
+
+    def load_baseline(self) -> Any:
+        """The TF-IDF baseline saved beside the model (one-line error when missing or corrupt)."""
+        from bertcls.core import baseline
+
+        saved = self.meta.get("baseline") or {}
+        where = Path(self.path or ".") / saved.get("file", baseline.BASELINE_FILE)
+        return baseline.load(where, self.labels, self.multi_label)
 
     # ---- loading / saving -------------------------------------------------------------------------
     @classmethod
@@ -49,11 +68,14 @@ class TextClassifier:
         threads: int | None = None,
         device: str | None = None,
         onnx_dir: str | os.PathLike | None = None,
+        ensemble: bool = True,
     ) -> TextClassifier:
         """Load a directory written by ``bertcls train`` (or any HF sequence-classification directory).
 
         ``backend="onnx"`` uses the export written by ``bertcls export`` via onnxruntime: ``onnx_dir`` if
-        given (absolute, or relative to ``path``), else ``onnx/``, else ``onnx-int8/``."""
+        given (absolute, or relative to ``path``), else ``onnx/``, else ``onnx-int8/``. A model trained
+        with ``--ensemble`` mixes in its TF-IDF baseline in every backend; ``ensemble=False`` uses the
+        model alone."""
         if backend not in BACKENDS:
             raise UserError(f"--backend={backend!r} is invalid: choose one of {', '.join(BACKENDS)}")
         path = str(path)
@@ -81,7 +103,10 @@ class TextClassifier:
                 model.to(device)
             elif torch.cuda.is_available():
                 model.to("cuda")
-        return cls(model, tokenizer, meta, backend=backend, path=path)
+        clf = cls(model, tokenizer, meta, backend=backend, path=path)
+        if ensemble and meta.get("ensemble"):
+            clf.use_ensemble()
+        return clf
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF-format directory (config with label names, tokenizer, safetensors) + bertcls.json."""
@@ -93,6 +118,13 @@ class TextClassifier:
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
         atomic_write_text(Path(path) / META_FILE, json.dumps(self.meta, indent=2, ensure_ascii=False))
+        saved = self.meta.get("baseline")
+        if saved and self.path and Path(self.path).resolve() != Path(path).resolve():
+            import shutil
+
+            source = Path(self.path) / saved["file"]
+            if source.is_file():  # the baseline travels with the model it is compared with / mixed into
+                shutil.copyfile(source, Path(path) / saved["file"])
 
     # ---- prediction -------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
@@ -138,8 +170,20 @@ class TextClassifier:
         p = None if pairs is None else ([pairs] if isinstance(pairs, str) else list(pairs))
         if p is not None and len(p) != len(t):
             raise UserError(f"got {len(t)} texts but {len(p)} text pairs; give one pair per text")
-        probs = self.probabilities(self.logits(t, p)) if t else np.zeros((0, len(self.labels)), np.float32)
+        if not t:
+            probs = np.zeros((0, len(self.labels)), np.float32)
+        elif self.baseline is None:
+            probs = self.probabilities(self.logits(t, p))
+        else:
+            from bertcls.core.baseline import mix
+
+            probs = mix(*self.component_proba(t, p), self.ensemble_weight).astype(np.float32)
         return probs[0] if single else probs
+
+    def component_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple:
+        """The model's and the TF-IDF baseline's probabilities apart (the ensemble mixes them)."""
+        baseline = self.baseline if self.baseline is not None else self.load_baseline()
+        return self.probabilities(self.logits(texts, pairs)), baseline.predict_proba(texts, pairs)
 
     def __repr__(self) -> str:
         return f"TextClassifier(path={self.path!r}, labels={self.labels}, backend={self.backend!r})"

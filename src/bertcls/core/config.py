@@ -319,6 +319,8 @@ class InferenceArgs:
     """Which ONNX export to use (absolute, or relative to MODEL_DIR; default: onnx/, else onnx-int8/)."""
     threads: int | None = None
     """CPU threads for inference (default: torch's / onnxruntime's choice)."""
+    ensemble: bool = True
+    """Use the BERT + TF-IDF ensemble when MODEL_DIR has one (trained with --ensemble); --no-ensemble uses the model alone."""
 
     def __post_init__(self) -> None:
         require(bool(self.model_dir), "model_dir", self.model_dir, "give the model directory")

@@ -38,6 +38,7 @@ RUN_FILES = (
     "confusion_matrix.png",
     "README.md",
     "train.log",
+    "baseline.skops",  # unless --no-baseline
 )
 
 
@@ -68,17 +69,18 @@ class FinishedRun:
         return score(self.model, enc, data, self.labels, self.multi, self.cfg.eval_batch_size, pad, t, tune)
 
 
-def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None]:
-    """Validation metrics of the best model; for multi-label with thresholds tuned on validation."""
+def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None, np.ndarray | None]:
+    """Validation metrics of the best model (for multi-label with thresholds tuned on validation), and
+    its validation logits when they were computed (the ensemble needs them)."""
     saved = r.run.best / "validation_metrics.json"
     if (
-        not r.multi and saved.is_file()
+        not r.multi and saved.is_file() and not r.cfg.ensemble
     ):  # the best checkpoint's validation scores, computed when it was chosen
-        return json.loads(saved.read_text(encoding="utf-8")), None
+        return json.loads(saved.read_text(encoding="utf-8")), None, None
     # one forward pass: multi-label thresholds are tuned on these logits and the metrics taken at them
     val_m, val_logits = r.score(r.enc_val, r.splits.validation, tune=r.multi)
     if not r.multi:
-        return val_m, None
+        return val_m, None, val_logits
     thresholds = val_m.pop("thresholds")
     log.info("tuned thresholds: %s", dict(zip(r.labels, thresholds)))
     y_val = np.stack(label_targets(r.splits.validation, r.labels, True)).astype(int)
@@ -89,7 +91,7 @@ def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None]:
     for w in warnings:
         log.warning(w)
     val_m["warnings"] = warnings
-    return val_m, thresholds
+    return val_m, thresholds, val_logits
 
 
 def _train_summary(r: FinishedRun) -> dict:
@@ -100,6 +102,7 @@ def _train_summary(r: FinishedRun) -> dict:
         "runtime_s": round(state["train_seconds"], 2),
         "samples_per_s": round(state["samples_seen"] / max(state["train_seconds"], 1e-9), 2),
         "best_step": state["best_step"],
+        "metric": r.cfg.metric,
         "best_" + r.cfg.metric: state["best"],
         "stopped_early": state["stopped_early"],
         "precision": state["precision"],
@@ -107,6 +110,7 @@ def _train_summary(r: FinishedRun) -> dict:
         "n_validation": len(r.splits.validation),
         "label_counts": label_summary(r.splits.train),
         "n_train_without_label": sum(1 for lab in r.splits.train.labels if not lab) if r.multi else 0,
+        "language_fit": state.get("language_fit"),
     }
 
 
@@ -115,15 +119,20 @@ def finish_run(r: FinishedRun) -> dict:
     from bertcls.core.batching import encode
 
     cfg, out = r.cfg, r.run.work
-    val_m, thresholds = _validation_scores(r)
+    val_m, thresholds, val_logits = _validation_scores(r)
+    if fit_warning := r.state.get("language_fit", {}).get("warning"):
+        val_m.setdefault("warnings", []).insert(0, fit_warning)
     result: dict = {"validation": val_m}
     shown, shown_name = val_m, "validation"
+    test_logits = None
     if r.splits.test is not None:
         enc_test = encode(r.tokenizer, r.splits.test.texts, r.splits.test.pairs, cfg.max_length)
-        result["test"], _ = r.score(enc_test, r.splits.test, thresholds)
+        result["test"], test_logits = r.score(enc_test, r.splits.test, thresholds)
         shown, shown_name = result["test"], "test"
         log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(shown).items() if k != "n"))
     result["train"] = _train_summary(r)
+    compared, compared_meta = _compare(r, val_logits, test_logits)
+    result |= compared
     meta = {
         "bertcls_version": __version__,
         "task": "multi_label" if r.multi else "single_label",
@@ -136,7 +145,7 @@ def finish_run(r: FinishedRun) -> dict:
         "base_model": cfg.model,
         "base_model_path": r.model_path,
         "metrics": {k: scalar(v) for k, v in result.items() if k in ("validation", "test")},
-    }
+    } | compared_meta
     save_model_dir(r.model, r.tokenizer, out, (META_FILE, meta))
     write_history(out / HISTORY_FILE, r.history)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
@@ -153,26 +162,57 @@ def finish_run(r: FinishedRun) -> dict:
     return result
 
 
-def metrics_lines(m: dict, split: str) -> list[str]:
-    """A two-line table of the essentials of one split's metrics (single- or multi-label)."""
+def metrics_lines(m: dict, split: str, more: list[tuple[str, dict]] = ()) -> list[str]:
+    """A small table of the essentials of one split's metrics (single- or multi-label): a header, the
+    model's row, then one row per ``more`` entry (the baseline, the ensemble)."""
     multi = "f1_samples" in m
     cols = (
         [("micro-F1", "f1_micro"), ("macro-F1", "f1_macro"), ("AP macro", "ap_macro"), ("loss", "loss")]
         if multi
         else [("accuracy", "accuracy"), ("macro-F1", "f1_macro"), ("loss", "loss")]
     )
-    head = f"{'split':<10} {'rows':>6}" + "".join(f" {name:>9}" for name, _ in cols)
-    row = f"{split:<10} {m['n']:>6}" + "".join(f" {_fmt(m.get(k, '')):>9}" for _, k in cols)
-    return [head, row]
+    width = max([10] + [len(name) for name, _ in more])
+    head = f"{'split':<{width}} {'rows':>6}" + "".join(f" {name:>9}" for name, _ in cols)
+    rows = [(split, m), *more]
+    return [head] + [
+        f"{name:<{width}} {x['n']:>6}" + "".join(f" {_fmt(x.get(k, '')):>9}" for _, k in cols)
+        for name, x in rows
+    ]
+
+
+def _compare(r: FinishedRun, val_logits, test_logits) -> tuple[dict, dict]:
+    """The TF-IDF baseline beside the model, and the ensemble when asked (core.baseline)."""
+    if not r.cfg.baseline:
+        return {}, {}
+    from bertcls.core import baseline
+
+    probs = metrics.sigmoid if r.multi else metrics.softmax
+    bert_val = probs(val_logits) if r.cfg.ensemble else None
+    bert_test = None if test_logits is None else probs(test_logits)
+    return baseline.compare(r.splits, r.labels, r.multi, r.cfg.metric, bert_val, bert_test, r.run.work)
+
+
+def _compared_rows(result: dict, split: str) -> list[tuple[str, dict]]:
+    rows = []
+    if split in result.get("baseline", {}):
+        rows.append((f"{split} TF-IDF", result["baseline"][split]))
+    if split in result.get("ensemble", {}):
+        rows.append((f"{split} ensemble", result["ensemble"][split]))
+    return rows
 
 
 def summary_table(result: dict) -> str:
-    """The few lines `bertcls train` ends with: test (else validation) essentials, time, where it is."""
+    """The few lines `bertcls train` ends with: test (else validation) essentials beside the baseline's,
+    time, where it is."""
+    from bertcls.core.baseline import comparison_line
+
     split = "test" if "test" in result else "validation"
     tr = result["train"]
     out = result.get("output_dir", "")
+    versus = comparison_line(result, tr.get("metric", "f1_macro"))
     return "\n".join(
-        metrics_lines(result[split], split)
+        metrics_lines(result[split], split, _compared_rows(result, split))
+        + ([versus] if versus else [])
         + [
             f"trained {tr['steps']} steps in {tr['runtime_s']:.1f} s"
             + (" (stopped early)" if tr["stopped_early"] else ""),
@@ -233,6 +273,7 @@ bertcls {__version__} from base model `{cfg.model}`.
 |---|---|{"---|" * len(keys)}
 {chr(10).join(rows)}
 
+{baseline_section(result, keys[:2])}
 Full per-class reports and the confusion matrix are in `metrics.json`; curves in `learning_curve.png`,
 the confusion matrix in `confusion_matrix.png`; the per-evaluation log in `metrics.jsonl`.
 
@@ -259,6 +300,41 @@ bertcls predict {out} --file texts.csv --output predictions.csv
 ```yaml
 {hyperparameters(cfg, skip=(None,), drop=("name",))}
 ```
+"""
+
+
+def baseline_section(result: dict, keys: list[str]) -> str:
+    """The model card's comparison with the TF-IDF baseline (and the ensemble), when one was fitted."""
+    from bertcls.core.baseline import comparison_line
+
+    base = result.get("baseline")
+    if not base:
+        return ""
+    ens = result.get("ensemble")
+    rows = []
+    for split in ("validation", "test"):
+        for name, m in (("this model", result), ("TF-IDF baseline", base), ("ensemble", ens or {})):
+            if split in m:
+                rows.append(
+                    f"| {name} | {split} | " + " | ".join(_fmt(m[split].get(k, "")) for k in keys) + " |"
+                )
+    use = (
+        f"`TextClassifier`, `bertcls predict`, `evaluate` and `serve` use the ensemble (baseline weight "
+        f"{ens['weight']}, chosen on validation; `--no-ensemble` for the model alone). Plain `transformers` "
+        f"loads the model alone."
+        if ens
+        else "Add `--ensemble` to `bertcls train` to combine the two."
+    )
+    return f"""
+## Against a classical baseline
+
+{comparison_line(result, result["train"].get("metric", "f1_macro"))}.
+The baseline is {base["model"]} ({base["analyzer"]}, C={base["C"]}, {base["features"]} features, fitted
+in {base["fit_seconds"]} s on the same training split), saved as `baseline.skops`. {use}
+
+| model | split | {" | ".join(keys)} |
+|---|---|{"---|" * len(keys)}
+{chr(10).join(rows)}
 """
 
 

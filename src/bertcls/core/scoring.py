@@ -42,6 +42,19 @@ def score(
     from bertcls.core.batching import batched_logits
 
     logits = batched_logits(model, enc, batch_size, pad_id)
+    return score_logits(logits, data, labels, multi, thresholds, tune), logits
+
+
+def score_logits(
+    logits: np.ndarray,
+    data: TextData,
+    labels: list[str],
+    multi: bool,
+    thresholds: np.ndarray | None = None,
+    tune: bool = False,
+) -> dict:
+    """:func:`score` on logits already computed (or on probabilities through :func:`as_logits`): the one
+    place BERT's, the baseline's and the ensemble's figures are computed, so they compare like for like."""
     if multi:
         y = np.stack(label_targets(data, labels, True)).astype(int)
         probs = metrics.sigmoid(logits)
@@ -51,10 +64,15 @@ def score(
         out = metrics.multi_label(y, (probs >= t).astype(int), labels, logits)
         if tune:
             out["thresholds"] = [float(x) for x in t]
-        return out, logits
+        return out
     pred = [labels[i] for i in logits.argmax(axis=1)]
     ids = np.asarray(label_targets(data, labels, False))
-    return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None), logits
+    return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None)
+
+
+def as_logits(probs: np.ndarray, multi: bool) -> np.ndarray:
+    """Probabilities -> logits whose softmax (sigmoid for multi-label) gives them back."""
+    return metrics.logit(probs) if multi else np.log(np.clip(probs, 1e-12, 1.0))
 
 
 def scalar(m: dict) -> dict:

@@ -348,7 +348,9 @@ def run(cfg: ExportConfig) -> dict:
     from bertcls.core.batching import batched_logits
 
     t0 = time.perf_counter()
-    clf = TextClassifier.from_pretrained(cfg.model_dir, backend="torch", threads=cfg.threads, device="cpu")
+    clf = TextClassifier.from_pretrained(
+        cfg.model_dir, backend="torch", threads=cfg.threads, device="cpu", ensemble=False
+    )
     model = clf.model
     hf_config = model.config
     use_tt = "token_type_ids" in inspect.signature(model.forward).parameters

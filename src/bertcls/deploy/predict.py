@@ -144,7 +144,7 @@ def run(cfg: PredictConfig) -> dict:
     from bertcls.core.data import Columns, check_columns
 
     clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
+        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
     )
     clf.batch_size = cfg.batch_size
     text_col = cfg.text_column or clf.meta.get("text_column") or "text"

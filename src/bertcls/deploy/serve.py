@@ -323,7 +323,7 @@ def run(cfg: ServeConfig) -> dict:
     from bertcls.classifier import TextClassifier
 
     clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
+        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
     )
     app = create_app(clf, cfg)
     auth = bool(os.environ.get(TOKEN_ENV))

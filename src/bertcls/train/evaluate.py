@@ -45,6 +45,8 @@ class EvaluateConfig(InferenceArgs):
     """Where to write the report (default: MODEL_DIR/eval-<file name>)."""
     batch_size: int = 128
     """Texts per inference batch."""
+    baseline: bool = False
+    """Also score the TF-IDF baseline saved with the model (and the model alone, when an ensemble is in use) on the same data, side by side."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,11 +97,15 @@ def run(cfg: EvaluateConfig) -> dict:
         out, "evaluate", overwrite=None, inputs=[("MODEL_DIR", cfg.model_dir), ("--file", cfg.file)]
     )
     clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir
+        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
     )
     clf.batch_size = cfg.batch_size
     data = load_eval_data(cfg, clf.meta)
-    probs = clf.predict_proba(data.texts, data.pairs)
+    compared: dict = {}
+    if cfg.baseline:  # one forward pass serves the model's, the baseline's and the ensemble's figures
+        compared, probs = compare_with_baseline(clf, data)
+    else:
+        probs = clf.predict_proba(data.texts, data.pairs)
     preds = clf.decide(probs)
     labels = clf.labels
     if clf.multi_label:
@@ -117,6 +123,9 @@ def run(cfg: EvaluateConfig) -> dict:
     else:
         result = metrics.single_label(data.labels, preds, labels)
         wrong = [i for i in range(len(data)) if preds[i] != data.labels[i]]
+    result |= compared
+    if clf.baseline is not None:
+        result["ensemble_weight"] = clf.ensemble_weight
     result["model_dir"] = cfg.model_dir
     result["data"] = data.source if not cfg.dataset else f"{cfg.dataset}:{cfg.split}"
 
@@ -130,6 +139,24 @@ def run(cfg: EvaluateConfig) -> dict:
     result["output_dir"] = str(out)
     result["n_misclassified"] = len(wrong)
     return result
+
+
+def compare_with_baseline(clf, data: TextData) -> tuple[dict, np.ndarray]:
+    """Scores of the saved TF-IDF baseline (and of the model alone when the ensemble is what predicts),
+    and the probabilities the classifier predicts with."""
+    from bertcls.core.baseline import mix
+    from bertcls.core.scoring import as_logits, scalar, score_logits
+
+    model_p, base_p = clf.component_proba(data.texts, data.pairs)
+    multi, labels = clf.multi_label, clf.labels
+    saved = (clf.meta.get("baseline") or {}).get("thresholds")
+    t = None if saved is None else np.asarray(saved)
+    out = {"baseline": scalar(score_logits(as_logits(base_p, multi), data, labels, multi, t))}
+    if clf.baseline is None:
+        return out, model_p
+    t = np.asarray(clf.meta["thresholds"]) if multi and clf.meta.get("thresholds") else None
+    out["model_alone"] = scalar(score_logits(as_logits(model_p, multi), data, labels, multi, t))
+    return out, mix(model_p, base_p, clf.ensemble_weight)
 
 
 def write_misclassified(
@@ -154,7 +181,10 @@ def summarize(result: dict) -> str:
     """What `bertcls evaluate` prints: the essentials; every number is in metrics.json."""
     from bertcls.core.report import metrics_lines
 
-    lines = metrics_lines(result, "evaluated")
+    more = [(name, result.get(key)) for name, key in (("model alone", "model_alone"), ("TF-IDF", "baseline"))]
+    lines = metrics_lines(result, "evaluated", [(n, m) for n, m in more if m is not None])
+    if "ensemble_weight" in result:
+        lines.append(f"evaluated = the model + TF-IDF ensemble (baseline weight {result['ensemble_weight']})")
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if result.get("unseen_labels"):
         lines.append(f"labels the model never saw (counted as errors): {result['unseen_labels']}")

@@ -49,6 +49,10 @@ class TrainConfig(OptimArgs):
     """Multi-label: start each label's output bias at the log-odds of its training frequency, so training begins at the base rates instead of 0.5 for every label (with rare labels a zero bias can collapse the model to constant outputs)."""
     head_lr_multiplier: float | None = None
     """Learning rate of the new classification head relative to --learning-rate (same schedule). Default: 20 for --multi-label (the head must move far from its start for every label while the encoder adapts slowly; measured in the README), 1 otherwise."""
+    baseline: bool = True
+    """Also fit a TF-IDF + logistic regression baseline on the same split (seconds) and report it beside the model in metrics.json, the summary and the model card; saved as baseline.skops. --no-baseline skips it."""
+    ensemble: bool = False
+    """Combine the BERT's and the baseline's probabilities with a weight chosen on validation (0 = BERT alone ... 1 = baseline alone), saved with the model and used by predict, evaluate, serve, TextClassifier and the ONNX backend."""
     output_dir: str | None = None
     """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
     overwrite: bool = False
@@ -141,6 +145,12 @@ class TrainConfig(OptimArgs):
             "head_lr_multiplier",
             self.head_lr_multiplier,
             "must be in (0, 1000]",
+        )
+        require(
+            self.baseline or not self.ensemble,
+            "ensemble",
+            self.ensemble,
+            "the ensemble needs the baseline: drop --no-baseline",
         )
         if self.metric == "auto":
             self.metric = "f1_micro" if self.multi_label else "f1_macro"

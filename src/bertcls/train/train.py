@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from bertcls.core import checkpoint, metrics, rundir
+from bertcls.core.language import language_fit
 from bertcls.core.multilabel import init_head_to_priors, label_priors
 from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.core.scoring import label_targets, scalar, score
@@ -139,6 +140,11 @@ def train(
         history = rundir.restored_history(run_dir, state["global_step"])
         log.info("resumed at epoch %d, step %d", state["epoch"], state["global_step"])
     state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
+    # Before the first step: a model that cannot read the data is named now, not after the run.
+    fit = language_fit(splits.train.texts, tokenizer, cfg.model)
+    state["language_fit"] = fit.as_dict()
+    if fit.warning:
+        log.warning(fit.warning)
 
     # RNG as of the last optimizer step: a Ctrl-C mid-batch must not save dropout draws of a batch
     # that the resumed run will replay.
