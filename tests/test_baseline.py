@@ -148,6 +148,7 @@ def test_predict_evaluate_and_serve_use_the_ensemble(ensemble_run, sentiment_fil
     with TestClient(
         create_app(clf, ServeConfig(model_dir=str(ensemble_run))), base_url="http://localhost"
     ) as c:
+        assert c.get("/v1/model").json()["ensemble"]["weight"] == clf.ensemble_weight
         r = c.post("/v1/classify", json={"texts": [TEXTS[0]], "top_k": 2})
         assert r.status_code == 200, r.text
         scores = {x["label"]: x["score"] for x in r.json()["results"][0]["top_k"]}

@@ -166,7 +166,10 @@ def save(baseline: Baseline, path: Path) -> None:
 def load(path: str | Path, labels: list[str], multi: bool) -> Baseline:
     """Load a saved baseline, refusing a missing or corrupt file and any type a baseline does not hold."""
     p = Path(path)
-    fix = "retrain the model (bertcls train ... --ensemble), or pass --no-ensemble to use BERT alone"
+    fix = (
+        "retrain the model with bertcls train (it saves the baseline unless --no-baseline), "
+        "or use the model alone: --no-ensemble (and no --baseline for evaluate)"
+    )
     if not p.is_file():
         raise UserError(f"{p}: the model's saved TF-IDF baseline is missing; {fix}")
     try:
@@ -241,6 +244,7 @@ def compare(
     """End of `bertcls train`: fit the baseline, score it on validation and test beside the BERT, save it
     in ``out``, and when ``bert_val`` (BERT's validation probabilities) is given choose the ensemble.
     Returns the entries for metrics.json and for bertcls.json."""
+    t0 = time.perf_counter()
     base, report = fit(splits.train, splits.validation, labels, multi, metric)
     thresholds = None if report["thresholds"] is None else np.asarray(report["thresholds"])
     test_probs = None
@@ -260,8 +264,16 @@ def compare(
     meta = {"baseline": {"file": BASELINE_FILE} | {k: report[k] for k in keep}}
     meta["baseline"]["metrics"] = {s: scalar(report[s]) for s in ("validation", "test") if s in report}
     result = {"baseline": report}
-    if bert_val is None:
-        return result, meta
+    if bert_val is not None:
+        result["ensemble"], meta["ensemble"] = _ensemble(
+            base, splits, labels, multi, metric, bert_val, bert_test, test_probs
+        )
+    # what the baseline (and the ensemble) added to the run's wall time
+    report["total_seconds"] = round(time.perf_counter() - t0, 2)
+    return result, meta
+
+
+def _ensemble(base, splits, labels, multi, metric, bert_val, bert_test, test_probs) -> tuple[dict, dict]:
     val_probs = base.predict_proba(splits.validation.texts, splits.validation.pairs)
     ens = choose_weight(bert_val, val_probs, splits.validation, labels, multi, metric)
     if bert_test is not None and test_probs is not None:
@@ -269,7 +281,6 @@ def compare(
         mixed = mix(bert_test, test_probs, ens["weight"])
         ens["test"] = score_logits(as_logits(mixed, multi), splits.test, labels, multi, t)
     log.info("ensemble: baseline weight %.2f chosen on validation (%s)", ens["weight"], metric)
-    result["ensemble"] = ens
-    meta["ensemble"] = {"weight": ens["weight"], "thresholds": ens["thresholds"]}
-    meta["ensemble"]["metrics"] = {s: scalar(ens[s]) for s in ("validation", "test") if s in ens}
-    return result, meta
+    meta = {"weight": ens["weight"], "thresholds": ens["thresholds"]}
+    meta["metrics"] = {s: scalar(ens[s]) for s in ("validation", "test") if s in ens}
+    return ens, meta
