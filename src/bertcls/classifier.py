@@ -39,6 +39,10 @@ class TextClassifier:
         self.thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
         self.max_length: int = int(meta.get("max_length", 512))
         self.batch_size = 64
+        from bertcls.core.longtext import LongText
+
+        # how texts past max_length are read: what training used (bertcls.json), unless overridden
+        self.long_text = LongText.from_meta(meta).check(self.max_length)
         # The TF-IDF baseline mixed into the probabilities (train --ensemble); None = the model alone.
         self.baseline: Any = None
         self.ensemble_weight = 0.0
@@ -128,17 +132,33 @@ class TextClassifier:
 
     # ---- prediction -------------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict]:
-        from bertcls.core.batching import encode
+        """Model rows: one per text, or one per window with ``long_text.strategy == "chunks"`` (``doc``
+        says whose)."""
+        from bertcls.core.longtext import encode_long
 
-        return encode(self.tokenizer, texts, pairs, self.max_length)
+        return encode_long(self.tokenizer, texts, pairs, self.max_length, self.long_text)
 
-    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
-        encodings = self.encode(texts, pairs)
+    def chunk_counts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[int]:
+        """How many windows each text is read in (1 each unless ``long_text.strategy == "chunks"``)."""
+        if self.long_text.strategy != "chunks":
+            return [1] * len(texts)
+        from bertcls.core.longtext import chunk_counts
+
+        return chunk_counts(self.encode(texts, pairs), len(texts))
+
+    def row_logits(self, encodings: list[dict]) -> np.ndarray:
         if self.backend == "onnx":
             return self.model.logits(encodings, self.batch_size, self.tokenizer.pad_token_id)
         from bertcls.core.batching import batched_logits
 
         return batched_logits(self.model, encodings, self.batch_size, self.tokenizer.pad_token_id)
+
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
+        """One row of logits per text (a long text's windows pooled, for chunks)."""
+        from bertcls.core.longtext import pool
+
+        encodings = self.encode(texts, pairs)
+        return pool(self.row_logits(encodings), encodings, len(texts), self.long_text.pooling)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         from bertcls.core.metrics import sigmoid, softmax

@@ -308,10 +308,38 @@ class OptimArgs:
 
 
 @dataclasses.dataclass
-class InferenceArgs:
+class LongTextArgs:
+    """How texts longer than --max-length are read (core.longtext); shared by `train` and the inference
+    commands. Unset fields mean: train's defaults, or at inference what the model was trained with."""
+
+    long_text: Literal["truncate", "head-tail", "chunks"] | None = None
+    """Texts longer than the window: truncate (first tokens), head-tail (first --head-tokens + the last ones), chunks (overlapping windows over the whole text; training gives each window the text's label, inference pools the windows' logits). Default: truncate for train; at inference what the model was trained with (bertcls.json)."""
+    head_tokens: int | None = None
+    """head-tail: tokens kept from the start of the text, the rest of the window from its end (default: a quarter of the window, Sun et al. 2019's 128 + 382 ratio)."""
+    stride: int | None = None
+    """chunks: tokens shared by neighbouring windows (default: a quarter of the window)."""
+    pooling: Literal["mean", "max"] | None = None
+    """chunks: how the windows' logits become one prediction (default: mean)."""
+
+    def long_text_for(self, saved: dict | None, max_length: int):
+        """The strategy to use: the saved one (bertcls.json) with any flag given here on top, checked."""
+        from bertcls.core.longtext import LongText
+
+        lt = LongText.from_meta({"long_text": saved or {}})
+        if self.long_text is not None and self.long_text != lt.strategy:
+            lt = LongText(self.long_text)  # another strategy: its own defaults, not the saved ones
+        for name in ("head_tokens", "stride", "pooling"):
+            if getattr(self, name) is not None:
+                setattr(lt, name, getattr(self, name))
+        return lt.check(max_length)
+
+
+@dataclasses.dataclass
+class InferenceArgs(LongTextArgs):
     """Model options shared by `bertcls evaluate`, `predict` and `serve` (their configs extend this)."""
 
-    model_dir: str = dataclasses.field(metadata={POSITIONAL: True})
+    # kw_only: it follows the long-text fields, which have defaults
+    model_dir: str = dataclasses.field(kw_only=True, metadata={POSITIONAL: True})
     """Directory written by `bertcls train`."""
     backend: Literal["torch", "onnx"] = "torch"
     """Inference backend (onnx needs `bertcls export` first)."""

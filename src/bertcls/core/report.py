@@ -66,7 +66,10 @@ class FinishedRun:
     ) -> tuple[dict, np.ndarray]:
         t = None if thresholds is None else np.asarray(thresholds)
         pad = self.tokenizer.pad_token_id
-        return score(self.model, enc, data, self.labels, self.multi, self.cfg.eval_batch_size, pad, t, tune)
+        cfg = self.cfg
+        return score(
+            self.model, enc, data, self.labels, self.multi, cfg.eval_batch_size, pad, t, tune, cfg.pooling
+        )
 
 
 def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None, np.ndarray | None]:
@@ -116,7 +119,7 @@ def _train_summary(r: FinishedRun) -> dict:
 
 def finish_run(r: FinishedRun) -> dict:
     """Write the finished model into the run's working directory (``publish`` moves it into place)."""
-    from bertcls.core.batching import encode
+    from bertcls.core.longtext import encode_long
 
     cfg, out = r.cfg, r.run.work
     val_m, thresholds, val_logits = _validation_scores(r)
@@ -126,7 +129,8 @@ def finish_run(r: FinishedRun) -> dict:
     shown, shown_name = val_m, "validation"
     test_logits = None
     if r.splits.test is not None:
-        enc_test = encode(r.tokenizer, r.splits.test.texts, r.splits.test.pairs, cfg.max_length)
+        test = r.splits.test
+        enc_test = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
         result["test"], test_logits = r.score(enc_test, r.splits.test, thresholds)
         shown, shown_name = result["test"], "test"
         log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(shown).items() if k != "n"))
@@ -139,6 +143,7 @@ def finish_run(r: FinishedRun) -> dict:
         "labels": r.labels,
         "thresholds": thresholds,
         "max_length": cfg.max_length,
+        "long_text": cfg.long_text_spec().as_dict(),
         "text_column": cfg.text_column,
         "text_pair_column": cfg.text_pair_column,
         "label_column": cfg.label_column,

@@ -35,13 +35,16 @@ def score(
     pad_id: int,
     thresholds: np.ndarray | None = None,
     tune: bool = False,
+    pooling: str = "mean",
 ) -> tuple[dict, np.ndarray]:
     """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits). Multi-label: at
     ``thresholds`` (default 0.5), or with ``tune`` at thresholds tuned on ``data`` itself, which is what
-    the saved model will use when ``data`` is validation (listed under "thresholds")."""
+    the saved model will use when ``data`` is validation (listed under "thresholds"). Rows of ``enc`` that
+    are windows of one text (``--long-text chunks``) are pooled into that text's logits."""
     from bertcls.core.batching import batched_logits
+    from bertcls.core.longtext import pool
 
-    logits = batched_logits(model, enc, batch_size, pad_id)
+    logits = pool(batched_logits(model, enc, batch_size, pad_id), enc, len(data), pooling)
     return score_logits(logits, data, labels, multi, thresholds, tune), logits
 
 

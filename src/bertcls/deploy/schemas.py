@@ -44,6 +44,9 @@ class Result(BaseModel):
         "among the predicted labels; null if none)."
     )
     top_k: list[LabelScore] = Field(description="The top_k labels with their probabilities, best first.")
+    chunks: int = Field(
+        1, description="Windows the text was read in (more than 1 only for models using --long-text chunks)."
+    )
 
 
 class ClassifyResponse(BaseModel):
@@ -129,11 +132,19 @@ def validation_error(errors: Sequence[dict]) -> tuple[int, dict]:
     return 422, {"detail": detail, "errors": slim}
 
 
-def results(probs: np.ndarray, chosen: Sequence[Any], labels: list[str], top_k: int) -> list[dict[str, Any]]:
-    """One result per row of ``probs``: the decided label(s), its score and the top_k labels."""
+def results(
+    probs: np.ndarray,
+    chosen: Sequence[Any],
+    labels: list[str],
+    top_k: int,
+    chunks: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
+    """One result per row of ``probs``: the decided label(s), its score, the top_k labels and how many
+    windows the text was read in."""
     k = len(labels) if top_k == 0 else min(top_k, len(labels))
     out = []
-    for p, lab in zip(probs, chosen):
+    chunks = chunks or [1] * len(probs)
+    for p, lab, n in zip(probs, chosen, chunks):
         top = np.argsort(-p, kind="stable")[:k]
         if isinstance(lab, list):
             score = max((float(p[labels.index(x)]) for x in lab), default=None)
@@ -144,6 +155,7 @@ def results(probs: np.ndarray, chosen: Sequence[Any], labels: list[str], top_k: 
                 "label": lab,
                 "score": None if score is None else round(score, 6),
                 "top_k": [{"label": labels[j], "score": round(float(p[j]), 6)} for j in top],
+                "chunks": int(n),
             }
         )
     return out

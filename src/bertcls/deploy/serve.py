@@ -251,7 +251,8 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
             ) from None
         except Exception:  # logged by the batcher; the client gets a plain 500 without internals
             raise HTTPException(500, detail="inference failed; see the server log") from None
-        return {"model": name, "results": results(probs, clf.decide(probs), labels, req.top_k)}
+        chunks = clf.chunk_counts(req.texts, req.text_pairs)
+        return {"model": name, "results": results(probs, clf.decide(probs), labels, req.top_k, chunks)}
 
     @app.get("/v1/model", dependencies=auth, summary="The served model: labels, task, training metrics")
     async def model_info() -> dict:
@@ -298,6 +299,7 @@ def _model_info(clf: Any, cfg: ServeConfig, name: str, pair_model: bool, version
         "base_model": meta.get("base_model"),
         "metrics": meta.get("metrics") or {},
         "max_length": clf.max_length,
+        "long_text": clf.long_text.as_dict(),
         "text_pairs": pair_model,
         "backend": clf.backend,
         "bertcls_version": version,
@@ -327,6 +329,7 @@ def run(cfg: ServeConfig) -> dict:
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
     )
+    clf.long_text = cfg.long_text_for(clf.meta.get("long_text"), clf.max_length)
     app = create_app(clf, cfg)
     auth = bool(os.environ.get(TOKEN_ENV))
     if cfg.host not in LOOPBACK and not auth:

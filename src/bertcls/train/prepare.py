@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from bertcls.core import metrics, rundir
-from bertcls.core.config import POSITIONAL, OptimArgs, check_resume, require
+from bertcls.core.config import POSITIONAL, LongTextArgs, OptimArgs, check_resume, require
 from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
 from bertcls.core.errors import UserError
 
 
 @dataclass
-class TrainConfig(OptimArgs):
+class TrainConfig(OptimArgs, LongTextArgs):
     model: str = "minilm-l6"
     """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
     dataset: str | None = None
@@ -152,9 +152,18 @@ class TrainConfig(OptimArgs):
             self.ensemble,
             "the ensemble needs the baseline: drop --no-baseline",
         )
+        self.long_text = self.long_text or "truncate"
+        self.pooling = self.pooling or "mean"
+        self.long_text_spec()  # one-line errors for a bad stride / head size now
         if self.metric == "auto":
             self.metric = "f1_micro" if self.multi_label else "f1_macro"
         check_resume(self.resume, self.overwrite, self.output_dir)
+
+    def long_text_spec(self):
+        """--long-text and its options as a checked core.longtext.LongText."""
+        from bertcls.core.longtext import LongText
+
+        return LongText(self.long_text, self.head_tokens, self.stride, self.pooling).check(self.max_length)
 
 
 @dataclass

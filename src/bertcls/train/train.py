@@ -66,7 +66,8 @@ def train(
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
-    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
+    from bertcls.core.batching import Collator, LengthGroupedBatchSampler
+    from bertcls.core.longtext import encode_long
 
     multi = cfg.multi_label
     log.info(
@@ -81,13 +82,20 @@ def train(
     if splits.test is not None and (unseen := splits.test.label_set() - set(labels)):
         log.warning("test labels never seen in training (reported, always wrong): %s", sorted(unseen))
 
-    enc_train = encode(tokenizer, splits.train.texts, splits.train.pairs, cfg.max_length)
+    long_text = cfg.long_text_spec()
+    enc_train = encode_long(tokenizer, splits.train.texts, splits.train.pairs, cfg.max_length, long_text)
     targets = label_targets(splits.train, labels, multi)
-    for e, t in zip(enc_train, targets):
-        e["labels"] = t
+    for e in enc_train:  # with --long-text chunks every window of a text carries the text's label
+        e["labels"] = targets[e.pop("doc")]
+    if len(enc_train) > len(splits.train):
+        log.info(
+            "--long-text chunks: %d training texts read as %d windows", len(splits.train), len(enc_train)
+        )
     if multi and cfg.prior_init and not cfg.resume and init_head_to_priors(model, label_priors(targets)):
         log.info("classification head starts at the training label frequencies (--prior-init)")
-    enc_val = encode(tokenizer, splits.validation.texts, splits.validation.pairs, cfg.max_length)
+    enc_val = encode_long(
+        tokenizer, splits.validation.texts, splits.validation.pairs, cfg.max_length, long_text
+    )
     sampler = LengthGroupedBatchSampler(
         [len(e["input_ids"]) for e in enc_train], cfg.batch_size, cfg.seed, cfg.group_by_length
     )
@@ -167,6 +175,7 @@ def train(
             cfg.eval_batch_size,
             tokenizer.pad_token_id,
             tune=multi,  # select on what the saved model will do: F1 at its tuned thresholds
+            pooling=long_text.pooling,
         )
         record = {
             "type": "eval",
