@@ -1,0 +1,130 @@
+"""Long-text strategies side by side (issue 14): accuracy over seeds, and inference cost against truncation.
+
+Each cell is `bertcls train --long-text S --max-length L --seed K` on the same data and model (its own
+process, `--no-baseline`: the TF-IDF line is fixed and reported once). Then one trained model per
+strategy is timed at inference on the test texts with every strategy (`TextClassifier`, torch backend,
+same process, same threads), and texts/s are reported relative to truncation.
+
+    python bench/longtext.py --data ../shared/data/chnsenticorp --model runs/pretrain-zh-tiny-tapt \
+        --config configs/train/chnsenticorp-zh-tiny.yaml --max-length 128 --seeds 0,1,2 --parallel 2
+
+`--parallel N` runs N trainings at once with `--threads 1` each (small models do not use two cores well;
+the accuracy of a run does not depend on it). Writes JSON to --out and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+STRATEGIES = ("truncate", "head-tail", "chunks")
+
+
+def train(a, strategy: str, seed: int) -> dict:
+    out = Path(a.runs) / f"{Path(a.data).name}-L{a.max_length}-{strategy}-s{seed}"
+    data = Path(a.data)
+    cmd = [sys.executable, "-m", "bertcls", "train"] + (["--config", a.config] if a.config else [])
+    cmd += [
+        "--model",
+        a.model,
+        "--train-file",
+        str(data / "train.csv"),
+        "--test-file",
+        str(data / "test.csv"),
+    ]
+    if (data / "dev.csv").is_file():
+        cmd += ["--validation-file", str(data / "dev.csv")]
+    cmd += ["--long-text", strategy, "--max-length", str(a.max_length), "--seed", str(seed), "--no-baseline"]
+    cmd += ["--output-dir", str(out), "--overwrite", *a.extra.split()]
+    if a.parallel > 1:
+        cmd += ["--threads", "1"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    m = json.loads((out / "metrics.json").read_text())
+    row = {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 1), "dir": str(out)}
+    for split in ("validation", "test"):
+        row |= {f"{split}_{k}": m[split][k] for k in ("accuracy", "f1_macro")}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def texts_per_s(model_dir: str, texts: list[str], strategy: str, repeats: int = 2) -> dict:
+    from bertcls import TextClassifier
+    from bertcls.core.longtext import LongText
+
+    clf = TextClassifier.from_pretrained(model_dir, device="cpu", ensemble=False)
+    clf.long_text = LongText(strategy).check(clf.max_length)
+    rows = len(clf.encode(texts))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        clf.predict_proba(texts)
+        best = min(best, time.perf_counter() - t0)
+    return {"texts_per_s": round(len(texts) / best, 1), "windows": rows}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--config", default=None)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--runs", default="runs/bench-longtext")
+    p.add_argument("--extra", default="")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    strategies = a.strategies.split(",")
+    jobs = [(s, int(k)) for k in a.seeds.split(",") for s in strategies]
+    with ThreadPoolExecutor(a.parallel) as pool:
+        rows = list(pool.map(lambda j: train(a, *j), jobs))
+    import csv
+
+    with open(Path(a.data) / "test.csv", encoding="utf-8", newline="") as f:
+        texts = [r["text"] for r in csv.DictReader(f)]
+    cost = {}
+    first = {r["strategy"]: r["dir"] for r in rows if r["seed"] == int(a.seeds.split(",")[0])}
+    for s in strategies:  # each strategy's own model, timed with its own strategy
+        cost[s] = texts_per_s(first[s], texts, s)
+    summary = {}
+    for s in strategies:
+        mine = [r for r in rows if r["strategy"] == s]
+        for key in ("test_accuracy", "test_f1_macro", "validation_accuracy"):
+            v = np.array([r[key] for r in mine])
+            summary[f"{s}:{key}"] = [float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0]
+    for r in rows:
+        shutil.rmtree(r.pop("dir"), ignore_errors=True)
+    base = cost.get("truncate", {}).get("texts_per_s")
+    result = {
+        "data": a.data,
+        "model": a.model,
+        "max_length": a.max_length,
+        "command": " ".join(sys.argv),
+        "runs": rows,
+        "mean_std": summary,
+        "inference": cost,
+    }
+    out = Path(a.out or HERE / "results" / f"longtext_{Path(a.data).name}_L{a.max_length}.json")
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\n{Path(a.data).name}, max length {a.max_length}, {len(a.seeds.split(','))} seeds")
+    for s in strategies:
+        t, v = summary[f"{s}:test_accuracy"], summary[f"{s}:validation_accuracy"]
+        speed = cost[s]["texts_per_s"]
+        rel = f" ({speed / base:.2f}x truncate)" if base else ""
+        print(f"{s:<10} test accuracy {t[0]:.4f} +- {t[1]:.4f} (validation {v[0]:.4f}); {speed} texts/s{rel}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
