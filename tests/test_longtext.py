@@ -183,3 +183,25 @@ def test_the_service_reads_in_chunks_and_says_how_many(chunk_run):
     probs = clf.predict_proba([long_text])[0]
     got = {x["label"]: x["score"] for x in res[0]["top_k"]}
     assert got[clf.labels[0]] == pytest.approx(float(probs[0]), abs=1e-5)
+
+
+def test_multilabel_trains_and_predicts_with_head_tail(tmp_path, tiny_bert):
+    from bertcls import TextClassifier
+
+    rows = []
+    for r in sentiment_rows(200, seed=7):
+        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
+        rows.append({"text": _text(30, seed=len(rows)) + " " + r["text"], "label": ";".join(labs)})
+    files = {
+        "train": write_csv(tmp_path / "train.csv", rows[:140]),
+        "dev": write_csv(tmp_path / "dev.csv", rows[140:170]),
+        "test": write_csv(tmp_path / "test.csv", rows[170:]),
+    }
+    out = tmp_path / "run"
+    args = train_args(tiny_bert, files, out, "--multi-label", "--long-text", "head-tail", "--epochs", "1")
+    args[args.index("--max-length") + 1] = "16"
+    assert main(args) == 0
+    clf = TextClassifier.from_pretrained(out, device="cpu")
+    assert clf.long_text.strategy == "head-tail" and clf.multi_label
+    assert all(isinstance(p, list) for p in clf.predict([r["text"] for r in rows[170:175]]))
+    assert json.loads((out / "metrics.json").read_text())["test"]["n"] == 30
