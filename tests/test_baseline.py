@@ -11,7 +11,7 @@ import pytest
 from helpers import make_tiny_bert, sentiment_rows, train_args, write_csv
 
 from bertcls.cli import main
-from bertcls.core import baseline
+from bertcls.core import baseline, ensemble
 from bertcls.core.data import TextData
 from bertcls.core.errors import UserError
 from bertcls.core.language import cjk_share, language_fit
@@ -54,7 +54,7 @@ def test_summary_prints_the_baseline_row_and_the_verdict(ensemble_run, capsys):
     assert lines[1].split()[0] == "test"
     assert lines[2].split()[:3] == ["test", "TF-IDF", "40"]
     assert lines[3].split()[:3] == ["test", "ensemble", "40"]
-    assert lines[4].startswith("BERT ") and "TF-IDF" in lines[4] and "ensemble (w=" in lines[4]
+    assert lines[4].startswith("BERT ") and "TF-IDF" in lines[4] and "ensemble (stack)" in lines[4]
 
 
 def test_no_baseline_and_its_conflict_with_ensemble(tmp_path, tiny_bert, sentiment_files, capsys):
@@ -76,14 +76,37 @@ def test_ensemble_weight_is_chosen_on_validation_and_never_worse_there():
     coin = np.full_like(truth, 0.5) + np.random.default_rng(0).normal(0, 0.1, truth.shape) * [1, -1]
     good = 0.8 * truth + 0.1
     # a useless BERT and a good baseline: the weight goes to the baseline, and the reverse
-    assert baseline.choose_weight(coin, good, val, labels, False, "accuracy")["weight"] == 1.0
-    assert baseline.choose_weight(good, coin, val, labels, False, "accuracy")["weight"] == 0.0
+    assert ensemble.fit_weight(coin, good, val, labels, False, "accuracy").weight == 1.0
+    assert ensemble.fit_weight(good, coin, val, labels, False, "accuracy").weight == 0.0
     # each wrong (unsure) on different rows, right (sure) elsewhere: only a mix gets every row right
     p_a, p_b = np.full(60, 0.9), np.full(60, 0.9)
     p_a[:10], p_b[10:20] = 0.4, 0.4
     a, b = (np.where(truth == 1, p[:, None], 1 - p[:, None]) for p in (p_a, p_b))
-    picked = baseline.choose_weight(a, b, val, labels, False, "accuracy")
-    assert 0 < picked["weight"] < 1 and picked["validation"]["accuracy"] == 1.0
+    picked, m = ensemble.fit(a, b, val, labels, False, "accuracy", "weight")
+    assert picked.method == "weight" and 0 < picked.weight < 1 and m["accuracy"] == 1.0
+    stacked, m = ensemble.fit(a, b, val, labels, False, "accuracy", "stack")
+    assert stacked.method == "stack" and m["accuracy"] == 1.0
+
+
+def test_stacking_matches_sklearn_and_falls_back_without_every_class():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    rows = sentiment_rows(80, seed=9)
+    val, labels = _data(rows), ["negative", "positive"]
+    y = np.array([r["label"] == "positive" for r in rows], dtype=int)
+    noisy = np.clip(0.5 + (y - 0.5) * rng.uniform(-0.2, 1.0, 80), 0.01, 0.99)
+    bert, base = np.c_[1 - noisy, noisy], np.c_[1 - 0.5 * (noisy + y), 0.5 * (noisy + y)]
+    ens = ensemble.fit_stack(bert, base, val, labels, False)
+    x = np.log(np.clip(np.c_[bert, base], ensemble.FLOOR, 1))
+    ref = LogisticRegression(C=ensemble.STACK_C, max_iter=1000).fit(x, y).predict_proba(x)
+    assert np.allclose(ens.combine(bert, base, False), ref, atol=1e-6)
+    again = ensemble.Ensemble.from_meta(json.loads(json.dumps(ens.as_meta())))
+    assert np.allclose(again.combine(bert, base, False), ref, atol=1e-6)
+    one_class = _data([r for r in rows if r["label"] == "positive"])
+    keep = y == 1
+    assert ensemble.fit_stack(bert[keep], base[keep], one_class, labels, False) is None
+    assert ensemble.fit(bert[keep], base[keep], one_class, labels, False, "accuracy")[0].method == "weight"
 
 
 def test_classifier_mixes_the_baseline_in_every_backend(ensemble_run, tmp_path):
@@ -92,8 +115,8 @@ def test_classifier_mixes_the_baseline_in_every_backend(ensemble_run, tmp_path):
     copy = tmp_path / "model"
     shutil.copytree(ensemble_run, copy)
     meta = json.loads((copy / "bertcls.json").read_text())
-    assert meta["ensemble"]["weight"] in baseline.WEIGHT_GRID
-    meta["ensemble"]["weight"] = 0.4  # a weight that shows both parts
+    assert meta["ensemble"]["method"] == "stack" and len(meta["ensemble"]["coef"]) == 2
+    meta["ensemble"] = {"method": "weight", "weight": 0.4}  # a weight that shows both parts
     (copy / "bertcls.json").write_text(json.dumps(meta))
     clf = TextClassifier.from_pretrained(copy, device="cpu")
     alone = TextClassifier.from_pretrained(copy, device="cpu", ensemble=False)
@@ -110,7 +133,7 @@ def test_classifier_mixes_the_baseline_in_every_backend(ensemble_run, tmp_path):
     pytest.importorskip("onnxruntime")
     assert main(["export", str(copy), "--format", "onnx"]) == 0
     onnx = TextClassifier.from_pretrained(copy, backend="onnx", threads=1)
-    assert onnx.ensemble_weight == 0.4
+    assert onnx.ensemble.weight == 0.4
     assert np.abs(onnx.predict_proba(TEXTS) - clf.predict_proba(TEXTS)).max() < 1e-4
 
 
@@ -148,7 +171,7 @@ def test_predict_evaluate_and_serve_use_the_ensemble(ensemble_run, sentiment_fil
     with TestClient(
         create_app(clf, ServeConfig(model_dir=str(ensemble_run))), base_url="http://localhost"
     ) as c:
-        assert c.get("/v1/model").json()["ensemble"]["weight"] == clf.ensemble_weight
+        assert c.get("/v1/model").json()["ensemble"]["method"] == "stack"
         r = c.post("/v1/classify", json={"texts": [TEXTS[0]], "top_k": 2})
         assert r.status_code == 200, r.text
         scores = {x["label"]: x["score"] for x in r.json()["results"][0]["top_k"]}

@@ -45,15 +45,16 @@ class TextClassifier:
         self.long_text = LongText.from_meta(meta).check(self.max_length)
         # The TF-IDF baseline mixed into the probabilities (train --ensemble); None = the model alone.
         self.baseline: Any = None
-        self.ensemble_weight = 0.0
+        self.ensemble: Any = None  # core.ensemble.Ensemble: how the two are combined
 
     def use_ensemble(self) -> None:
-        """Mix in the saved TF-IDF baseline with its saved weight (and thresholds, for multi-label)."""
-        ens = self.meta["ensemble"]
+        """Combine with the saved TF-IDF baseline as fitted on validation (and its multi-label thresholds)."""
+        from bertcls.core.ensemble import Ensemble
+
+        self.ensemble = Ensemble.from_meta(self.meta["ensemble"])
         self.baseline = self.load_baseline()
-        self.ensemble_weight = float(ens["weight"])
-        if self.multi_label and ens.get("thresholds"):
-            self.thresholds = np.asarray(ens["thresholds"], dtype=np.float32)
+        if self.multi_label and self.ensemble.thresholds:
+            self.thresholds = np.asarray(self.ensemble.thresholds, dtype=np.float32)
 
     def load_baseline(self) -> Any:
         """The TF-IDF baseline saved beside the model (one-line error when missing or corrupt)."""
@@ -195,9 +196,7 @@ class TextClassifier:
         elif self.baseline is None:
             probs = self.probabilities(self.logits(t, p))
         else:
-            from bertcls.core.baseline import mix
-
-            probs = mix(*self.component_proba(t, p), self.ensemble_weight).astype(np.float32)
+            probs = self.ensemble.combine(*self.component_proba(t, p), self.multi_label).astype(np.float32)
         return probs[0] if single else probs
 
     def component_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple:

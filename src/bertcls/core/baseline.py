@@ -9,9 +9,7 @@ lbfgs on sparse n-grams was several times slower here; for multi-label the same 
 per-label probabilities, with thresholds tuned on validation like the BERT's. The regularisation C is
 chosen on the validation split by the run's own metric.
 
-The ensemble mixes the two models' probabilities, ``(1 - w) * bert + w * baseline``, with ``w`` chosen on
-validation from a grid that includes 0 (BERT alone) and 1 (baseline alone), so on validation it is never
-worse than the better of the two; ties go to the lower validation loss.
+The ensemble of the two (core.ensemble) is fitted here, at the end of `bertcls train --ensemble`.
 
 Saved with skops (scikit-learn's safe format, no pickle): loading accepts only the types a baseline is made
 of, so a tampered file is refused instead of run.
@@ -39,7 +37,6 @@ log = logging.getLogger("bertcls")
 BASELINE_FILE = "baseline.skops"
 NAME = "TF-IDF + logistic regression"
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
-WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
 N_FEATURES = 2**20  # hash buckets: collisions are rare for the ~10^5 n-grams of a training set
 MIN_DF = 2
 CHAR_SCRIPT_SHARE = 0.5  # CJK share of the letters above which words are not delimited: character n-grams
@@ -155,29 +152,6 @@ def fit(
     return baseline, report
 
 
-def mix(bert: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
-    return (1.0 - weight) * bert + weight * base
-
-
-def choose_weight(
-    bert: np.ndarray, base: np.ndarray, validation: TextData, labels: list[str], multi: bool, metric: str
-) -> dict:
-    """The ensemble weight (and multi-label thresholds) that score best on validation."""
-    best: tuple | None = None
-    for w in WEIGHT_GRID:
-        m = score_logits(as_logits(mix(bert, base, w), multi), validation, labels, multi, tune=multi)
-        value, loss = m.get(metric), m.get("loss", 0.0)
-        if value is None:
-            continue
-        sign = -1.0 if metric in metrics.LOWER_IS_BETTER else 1.0
-        key = (round(sign * value, 10), -loss)
-        if best is None or key > best[0]:
-            best = (key, w, m)
-    assert best is not None
-    _, w, m = best
-    return {"weight": w, "thresholds": m.pop("thresholds", None), "validation": m}
-
-
 def save(baseline: Baseline, path: Path) -> None:
     import zipfile
 
@@ -244,8 +218,7 @@ def comparison_line(result: dict, metric: str) -> str | None:
     verdict = "over" if ours > theirs else ("level with" if ours == theirs else "below")
     line = f"BERT {points(ours, theirs)} points {verdict} TF-IDF ({split} {key} {ours:.4f} vs {theirs:.4f})"
     if ens := result.get("ensemble"):
-        e = ens[split].get(key)
-        line += f"; ensemble (w={ens['weight']}) {e:.4f}"
+        line += f"; ensemble ({ens['method']}) {ens[split].get(key):.4f}"
     elif ours < theirs:
         line += "; --ensemble combines them"
     return line
@@ -264,6 +237,7 @@ def compare(
     bert_val: np.ndarray | None,
     bert_test: np.ndarray | None,
     out: Path,
+    method: str = "stack",
 ) -> tuple[dict, dict]:
     """End of `bertcls train`: fit the baseline, score it on validation and test beside the BERT, save it
     in ``out``, and when ``bert_val`` (BERT's validation probabilities) is given choose the ensemble.
@@ -290,21 +264,25 @@ def compare(
     result = {"baseline": report}
     if bert_val is not None:
         result["ensemble"], meta["ensemble"] = _ensemble(
-            base, splits, labels, multi, metric, bert_val, bert_test, test_probs
+            base, splits, labels, multi, metric, bert_val, bert_test, test_probs, method
         )
     # what the baseline (and the ensemble) added to the run's wall time
     report["total_seconds"] = round(time.perf_counter() - t0, 2)
     return result, meta
 
 
-def _ensemble(base, splits, labels, multi, metric, bert_val, bert_test, test_probs) -> tuple[dict, dict]:
+def _ensemble(
+    base, splits, labels, multi, metric, bert_val, bert_test, test_probs, method
+) -> tuple[dict, dict]:
+    from bertcls.core import ensemble
+
     val_probs = base.predict_proba(splits.validation.texts, splits.validation.pairs)
-    ens = choose_weight(bert_val, val_probs, splits.validation, labels, multi, metric)
+    ens, val_m = ensemble.fit(bert_val, val_probs, splits.validation, labels, multi, metric, method)
+    report = {"method": ens.method, "weight": ens.weight, "validation": val_m}
     if bert_test is not None and test_probs is not None:
-        t = None if ens["thresholds"] is None else np.asarray(ens["thresholds"])
-        mixed = mix(bert_test, test_probs, ens["weight"])
-        ens["test"] = score_logits(as_logits(mixed, multi), splits.test, labels, multi, t)
-    log.info("ensemble: baseline weight %.2f chosen on validation (%s)", ens["weight"], metric)
-    meta = {"weight": ens["weight"], "thresholds": ens["thresholds"]}
-    meta["metrics"] = {s: scalar(ens[s]) for s in ("validation", "test") if s in ens}
-    return ens, meta
+        t = None if ens.thresholds is None else np.asarray(ens.thresholds)
+        mixed = ens.combine(bert_test, test_probs, multi)
+        report["test"] = score_logits(as_logits(mixed, multi), splits.test, labels, multi, t)
+    log.info("ensemble: %s, fitted on validation", ens.describe())
+    meta = ens.as_meta() | {"metrics": {s: scalar(report[s]) for s in ("validation", "test") if s in report}}
+    return report, meta

@@ -194,7 +194,10 @@ def _compare(r: FinishedRun, val_logits, test_logits) -> tuple[dict, dict]:
     probs = metrics.sigmoid if r.multi else metrics.softmax
     bert_val = probs(val_logits) if r.cfg.ensemble else None
     bert_test = None if test_logits is None else probs(test_logits)
-    return baseline.compare(r.splits, r.labels, r.multi, r.cfg.metric, bert_val, bert_test, r.run.work)
+    cfg = r.cfg
+    return baseline.compare(
+        r.splits, r.labels, r.multi, cfg.metric, bert_val, bert_test, r.run.work, cfg.ensemble_method
+    )
 
 
 def _compared_rows(result: dict, split: str) -> list[tuple[str, dict]]:
@@ -324,9 +327,8 @@ def baseline_section(result: dict, keys: list[str]) -> str:
                     f"| {name} | {split} | " + " | ".join(_fmt(m[split].get(k, "")) for k in keys) + " |"
                 )
     use = (
-        f"`TextClassifier`, `bertcls predict`, `evaluate` and `serve` use the ensemble (baseline weight "
-        f"{ens['weight']}, chosen on validation; `--no-ensemble` for the model alone). Plain `transformers` "
-        f"loads the model alone."
+        f"`TextClassifier`, `bertcls predict`, `evaluate` and `serve` use the ensemble ({ens['method']}, "
+        f"fitted on validation; `--no-ensemble` for the model alone). Plain `transformers` loads the model alone."
         if ens
         else "Add `--ensemble` to `bertcls train` to combine the two."
     )

@@ -313,7 +313,7 @@ def _model_info(clf: Any, cfg: ServeConfig, name: str, pair_model: bool, version
     if clf.multi_label:
         info["thresholds"] = dict(zip(labels, (round(float(t), 6) for t in clf.thresholds)))
     if clf.baseline is not None:  # what answers is the model + TF-IDF ensemble, with these figures
-        info["ensemble"] = {k: meta["ensemble"].get(k) for k in ("weight", "metrics")}
+        info["ensemble"] = {k: meta["ensemble"].get(k) for k in ("method", "weight", "metrics")}
     report = getattr(clf.model, "report", None)
     if clf.backend == "onnx" and report:
         info["onnx"] = {k: report.get(k) for k in ("quantize", "graph", "exporter", "opset")}

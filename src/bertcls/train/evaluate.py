@@ -126,7 +126,7 @@ def run(cfg: EvaluateConfig) -> dict:
         wrong = [i for i in range(len(data)) if preds[i] != data.labels[i]]
     result |= compared
     if clf.baseline is not None:
-        result["ensemble_weight"] = clf.ensemble_weight
+        result["ensemble"] = clf.ensemble.describe()
     result["model_dir"] = cfg.model_dir
     result["data"] = data.source if not cfg.dataset else f"{cfg.dataset}:{cfg.split}"
 
@@ -145,7 +145,6 @@ def run(cfg: EvaluateConfig) -> dict:
 def compare_with_baseline(clf, data: TextData) -> tuple[dict, np.ndarray]:
     """Scores of the saved TF-IDF baseline (and of the model alone when the ensemble is what predicts),
     and the probabilities the classifier predicts with."""
-    from bertcls.core.baseline import mix
     from bertcls.core.scoring import as_logits, scalar, score_logits
 
     model_p, base_p = clf.component_proba(data.texts, data.pairs)
@@ -157,7 +156,7 @@ def compare_with_baseline(clf, data: TextData) -> tuple[dict, np.ndarray]:
         return out, model_p
     t = np.asarray(clf.meta["thresholds"]) if multi and clf.meta.get("thresholds") else None
     out["model_alone"] = scalar(score_logits(as_logits(model_p, multi), data, labels, multi, t))
-    return out, mix(model_p, base_p, clf.ensemble_weight)
+    return out, clf.ensemble.combine(model_p, base_p, multi)
 
 
 def write_misclassified(
@@ -184,8 +183,8 @@ def summarize(result: dict) -> str:
 
     more = [(name, result.get(key)) for name, key in (("model alone", "model_alone"), ("TF-IDF", "baseline"))]
     lines = metrics_lines(result, "evaluated", [(n, m) for n, m in more if m is not None])
-    if "ensemble_weight" in result:
-        lines.append(f"evaluated = the model + TF-IDF ensemble (baseline weight {result['ensemble_weight']})")
+    if "ensemble" in result:
+        lines.append(f"evaluated = the model + TF-IDF ensemble ({result['ensemble']})")
     lines += [f"warning: {w}" for w in result.get("warnings", [])]
     if result.get("unseen_labels"):
         lines.append(f"labels the model never saw (counted as errors): {result['unseen_labels']}")

@@ -52,7 +52,9 @@ class TrainConfig(OptimArgs, LongTextArgs):
     baseline: bool = True
     """Also fit a TF-IDF + logistic regression baseline on the same split (seconds) and report it beside the model in metrics.json, the summary and the model card; saved as baseline.skops. --no-baseline skips it."""
     ensemble: bool = False
-    """Combine the BERT's and the baseline's probabilities with a weight chosen on validation (0 = BERT alone ... 1 = baseline alone), saved with the model and used by predict, evaluate, serve, TextClassifier and the ONNX backend."""
+    """Combine the BERT's and the baseline's probabilities as fitted on validation (--ensemble-method), saved with the model and used by predict, evaluate, serve, TextClassifier and the ONNX backend."""
+    ensemble_method: Literal["stack", "weight"] = "stack"
+    """How --ensemble combines the two, fitted on validation: stack = a logistic regression on both models' log-probabilities; weight = (1 - w) * BERT + w * TF-IDF probabilities with w from 0, 0.05, ..., 1."""
     output_dir: str | None = None
     """Run directory (the trained model). Default: runs/<data>-<model>-<time>."""
     overwrite: bool = False
