@@ -54,7 +54,7 @@ def language_fit(texts: Sequence[str], tokenizer, model_name: str) -> LanguageFi
     unk_id = tokenizer.unk_token_id
     total = unk = 0
     if sample and unk_id is not None:
-        for ids in tokenizer(sample, add_special_tokens=False, truncation=False)["input_ids"]:
+        for ids in tokenizer(sample, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]:
             total += len(ids)
             unk += sum(1 for i in ids if i == unk_id)
     unk_rate = unk / total if total else 0.0
