@@ -303,3 +303,33 @@ def test_a_large_vocabulary_saves_small_and_loads_fast(tmp_path):
     assert time.perf_counter() - t0 < 2
     texts = [r["text"] for r in rows[:20]]
     assert np.allclose(loaded.predict_proba(texts), base.predict_proba(texts))
+
+
+def test_a_baseline_that_cannot_be_fitted_never_costs_the_model(tmp_path, tiny_bert, capsys):
+    """Every n-gram in one training text only: the model is saved, the baseline is reported skipped."""
+    words = [
+        "good",
+        "bad",
+        "fine",
+        "awful",
+        "great",
+        "poor",
+        "nice",
+        "sad",
+        "happy",
+        "dull",
+        "lovely",
+        "ugly",
+    ]
+    rows = [{"text": w, "label": "pos" if i % 2 == 0 else "neg"} for i, w in enumerate(words)]
+    files = {
+        "train": write_csv(tmp_path / "train.csv", rows[:8]),
+        "dev": write_csv(tmp_path / "dev.csv", rows[8:]),
+        "test": write_csv(tmp_path / "test.csv", rows[8:]),
+    }
+    out = tmp_path / "run"
+    assert main(train_args(tiny_bert, files, out, "--epochs", "1", "--ensemble")) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert "baseline" not in m and "no n-gram shared" in m["baseline_skipped"]
+    assert (out / "model.safetensors").is_file() and not (out / baseline.BASELINE_FILE).exists()
+    assert "warning: no TF-IDF baseline: the TF-IDF baseline has no n-gram" in capsys.readouterr().out

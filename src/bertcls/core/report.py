@@ -227,6 +227,11 @@ def summary_table(result: dict) -> str:
             f"model saved to {out} (all metrics: {Path(out) / 'metrics.json'})",
         ]
         + [f"warning: {w}" for w in result["validation"].get("warnings", [])]
+        + (
+            [f"warning: no TF-IDF baseline: {result['baseline_skipped']}"]
+            if "baseline_skipped" in result
+            else []
+        )
     )
 
 
