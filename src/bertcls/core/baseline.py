@@ -30,7 +30,7 @@ from bertcls.core import metrics
 from bertcls.core.data import TextData
 from bertcls.core.errors import UserError
 from bertcls.core.language import cjk_share
-from bertcls.core.scoring import as_logits, label_targets, scalar, score_logits
+from bertcls.core.scoring import as_logits, label_targets, score_logits, split_scalars
 
 log = logging.getLogger("bertcls")
 
@@ -237,11 +237,6 @@ def comparison_line(result: dict, metric: str) -> str | None:
     return line
 
 
-def scalar_report(report: dict) -> dict:
-    """The report with each split's metrics cut to numbers, for bertcls.json."""
-    return {k: (scalar(v) if k in ("validation", "test") else v) for k, v in report.items()}
-
-
 def compare(
     splits: Any,
     labels: list[str],
@@ -278,7 +273,7 @@ def compare(
     )
     keep = ("model", "analyzer", "features", "C", "fit_seconds", "thresholds")
     meta = {"baseline": {"file": BASELINE_FILE} | {k: report[k] for k in keep}}
-    meta["baseline"]["metrics"] = {s: scalar(report[s]) for s in ("validation", "test") if s in report}
+    meta["baseline"]["metrics"] = split_scalars(report)
     result = {"baseline": report}
     if bert_val is not None:
         result["ensemble"], meta["ensemble"] = _ensemble(
@@ -302,5 +297,5 @@ def _ensemble(
         mixed = ens.combine(bert_test, test_probs, multi)
         report["test"] = score_logits(as_logits(mixed, multi), splits.test, labels, multi, t)
     log.info("ensemble: %s, fitted on validation", ens.describe())
-    meta = ens.as_meta() | {"metrics": {s: scalar(report[s]) for s in ("validation", "test") if s in report}}
+    meta = ens.as_meta() | {"metrics": split_scalars(report)}
     return report, meta

@@ -321,11 +321,12 @@ class LongTextArgs:
     pooling: Literal["mean", "max"] | None = None
     """chunks: how the windows' logits become one prediction (default: mean)."""
 
-    def long_text_for(self, saved: dict | None, max_length: int):
-        """The strategy to use: the saved one (bertcls.json) with any flag given here on top, checked."""
+    def long_text_for(self, saved, max_length: int):
+        """The strategy to use: ``saved`` (the model's, a core.longtext.LongText) with any flag given here
+        on top, checked."""
         from bertcls.core.longtext import LongText
 
-        lt = LongText.from_meta({"long_text": saved or {}})
+        lt = dataclasses.replace(saved)
         if self.long_text is not None and self.long_text != lt.strategy:
             lt = LongText(self.long_text)  # another strategy: its own defaults, not the saved ones
         for name in ("head_tokens", "stride", "pooling"):

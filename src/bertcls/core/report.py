@@ -19,7 +19,7 @@ from bertcls.core.io import atomic_write_text
 from bertcls.core.models import META_FILE
 from bertcls.core.multilabel import label_priors, learning_checks
 from bertcls.core.rundir import HISTORY_FILE, RunDir, save_model_dir, write_history
-from bertcls.core.scoring import label_summary, label_targets, scalar, score
+from bertcls.core.scoring import label_summary, label_targets, scalar, score, split_scalars
 
 log = logging.getLogger("bertcls")
 
@@ -149,7 +149,7 @@ def finish_run(r: FinishedRun) -> dict:
         "label_column": cfg.label_column,
         "base_model": cfg.model,
         "base_model_path": r.model_path,
-        "metrics": {k: scalar(v) for k, v in result.items() if k in ("validation", "test")},
+        "metrics": split_scalars(result),
     } | compared_meta
     save_model_dir(r.model, r.tokenizer, out, (META_FILE, meta))
     write_history(out / HISTORY_FILE, r.history)

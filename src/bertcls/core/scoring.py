@@ -82,5 +82,10 @@ def scalar(m: dict) -> dict:
     return {k: v for k, v in m.items() if isinstance(v, (int, float))}
 
 
+def split_scalars(result: dict) -> dict:
+    """The validation and test metrics of a result cut to numbers, for bertcls.json."""
+    return {s: scalar(result[s]) for s in ("validation", "test") if s in result}
+
+
 def label_summary(data: TextData) -> dict[str, int]:
     return dict(Counter(label_counts(data)).most_common())

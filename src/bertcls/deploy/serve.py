@@ -329,7 +329,7 @@ def run(cfg: ServeConfig) -> dict:
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
     )
-    clf.long_text = cfg.long_text_for(clf.meta.get("long_text"), clf.max_length)
+    clf.long_text = cfg.long_text_for(clf.long_text, clf.max_length)
     app = create_app(clf, cfg)
     auth = bool(os.environ.get(TOKEN_ENV))
     if cfg.host not in LOOPBACK and not auth:

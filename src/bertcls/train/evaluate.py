@@ -99,7 +99,7 @@ def run(cfg: EvaluateConfig) -> dict:
     clf = TextClassifier.from_pretrained(
         cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
     )
-    clf.long_text = cfg.long_text_for(clf.meta.get("long_text"), clf.max_length)
+    clf.long_text = cfg.long_text_for(clf.long_text, clf.max_length)
     clf.batch_size = cfg.batch_size
     data = load_eval_data(cfg, clf.meta)
     compared: dict = {}
