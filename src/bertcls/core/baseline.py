@@ -116,12 +116,11 @@ def fit(
     (analyzer, C, seconds, validation metrics, and for multi-label the tuned thresholds)."""
     import warnings
 
+    from sklearn.feature_selection import VarianceThreshold
     from sklearn.pipeline import Pipeline
 
     t0 = time.perf_counter()
     analyzer = "char" if cjk_share(train.texts) > CHAR_SCRIPT_SHARE else "word"
-    from sklearn.feature_selection import VarianceThreshold
-
     hashing = hasher(analyzer)
     counts = hashing.transform(joined(train.texts, train.pairs))
     tfidf, n_features = tfidf_weights(counts)
