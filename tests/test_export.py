@@ -75,6 +75,16 @@ def test_onnx_backend_matches_torch(fp32_export, model_copy):
     assert onnx_clf.predict_proba([]).shape == (0, 2)
 
 
+def test_occlusion_explains_on_the_onnx_backend(fp32_export, model_copy):
+    from bertcls import TextClassifier
+
+    text = "the film was great and lovely"
+    onnx = TextClassifier.from_pretrained(model_copy, backend="onnx").explain(text, method="occlusion")
+    torch = TextClassifier.from_pretrained(model_copy).explain(text, method="occlusion")
+    assert [w.text for w in onnx.words] == text.split()
+    assert np.abs(np.array(onnx.targets[0].scores) - torch.targets[0].scores).max() < 1e-5
+
+
 def test_int8_export(int8_export, fp32_export, model_copy):
     from bertcls import TextClassifier
 

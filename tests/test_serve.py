@@ -266,8 +266,12 @@ def test_onnx_backend_service(trained_tiny, tmp_path, monkeypatch):
     with TestClient(app, base_url="http://127.0.0.1") as c:
         got = c.post("/v1/classify", json={"texts": texts}).json()["results"]
         info = c.get("/v1/model").json()
+        explained = c.post("/v1/explain", json={"texts": texts[:1]})
+        refused = c.post("/v1/explain", json={"texts": texts[:1], "method": "ig"})
     assert [g["label"] for g in got] == TextClassifier.from_pretrained(model).predict(texts)
     assert info["backend"] == "onnx" and info["onnx"]["quantize"] == "none"
+    assert explained.status_code == 200 and explained.json()["explanations"][0]["method"] == "occlusion"
+    assert refused.status_code == 422 and "occlusion" in refused.json()["detail"]
 
 
 @pytest.mark.parametrize("module", ["fastapi", "prometheus_client"])
@@ -458,3 +462,42 @@ def test_default_allowed_hosts():
 def test_bad_allowed_hosts_pattern_is_a_user_error(pattern):
     with pytest.raises(UserError, match="--allowed-hosts"):
         ServeConfig(model_dir="m", allowed_hosts=[pattern])
+
+
+def test_explain_endpoint_matches_the_library(client_for, clf):
+    c = client_for()
+    r = c.post("/v1/explain", json={"texts": ["great great film", "awful plot"]})
+    assert r.status_code == 200
+    got = r.json()["explanations"]
+    want = clf.explain(["great great film", "awful plot"])
+    for g, w in zip(got, want):
+        assert g["method"] == "ig" and g["prediction"] == w.prediction
+        assert [x["text"] for x in g["words"]] == [x.text for x in w.words]
+        assert g["targets"][0]["scores"] == pytest.approx(w.targets[0].scores, abs=1e-5)
+    one = c.post("/v1/explain", json={"texts": ["great film"], "target": "negative", "method": "occlusion"})
+    assert one.status_code == 200 and one.json()["explanations"][0]["targets"][0]["label"] == "negative"
+
+
+@pytest.mark.parametrize(
+    "payload, status, phrase",
+    [
+        ({"texts": []}, 422, "texts is empty"),
+        ({"texts": ["  "]}, 422, "texts[0] is empty"),
+        ({"texts": ["good"], "target": "meh"}, 422, "not a label"),
+        ({"texts": ["good"], "method": "shap"}, 422, "method"),
+        ({"texts": ["good"], "top": 3}, 422, "top"),
+        ({"texts": ["x" * 50]}, 413, "limit is 40"),
+        ({"texts": ["a", "b", "c"]}, 413, "limit is 2"),
+    ],
+)
+def test_explain_validation(client_for, payload, status, phrase):
+    r = client_for(max_chars=40, max_texts=2).post("/v1/explain", json=payload)
+    assert r.status_code == status and phrase in r.json()["detail"]
+
+
+def test_explain_needs_the_token(client_for, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "s3cret-token")
+    c = client_for()
+    assert c.post("/v1/explain", json={"texts": ["good"]}).status_code == 401
+    ok = {"Authorization": "Bearer s3cret-token"}
+    assert c.post("/v1/explain", json={"texts": ["good"]}, headers=ok).status_code == 200

@@ -127,3 +127,27 @@ def test_page_with_token(browser, clf, trained_tiny, tmp_path, monkeypatch):
         assert page.text_content(".result .label").strip() in clf.labels
         page.screenshot(path=str(shot_dir(tmp_path) / "webpage-token.png"), full_page=True)
         page.close()
+
+
+def test_page_explains_a_prediction(browser, clf, trained_tiny, tmp_path, monkeypatch):
+    """ "why?" under the bars asks /v1/explain and highlights the user's own words, scored."""
+    monkeypatch.delenv("BERTCLS_API_TOKEN", raising=False)
+    text = "the film was great great and lovely"
+    with running_server(clf, trained_tiny) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.fill("#texts", text)
+        page.click("#classify")
+        page.click(".result .why-button", timeout=30_000)
+        page.wait_for_selector(".result .why mark", timeout=30_000)
+        marks = page.query_selector_all(".result .why mark")
+        assert [m.text_content() for m in marks] == text.split()  # the user's words, in order
+        expected = clf.explain(text).targets[0].scores
+        shown = [float(m.get_attribute("data-score")) for m in marks]
+        assert shown == pytest.approx(expected, abs=1e-4)
+        assert clf.predict(text) in page.text_content(".result .why")
+        page.screenshot(path=str(shot_dir(tmp_path) / "webpage-explain.png"), full_page=True)
+        assert not errors, errors
+        page.close()

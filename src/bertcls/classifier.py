@@ -199,6 +199,37 @@ class TextClassifier:
             probs = self.ensemble.combine(*self.component_proba(t, p), self.multi_label).astype(np.float32)
         return probs[0] if single else probs
 
+    def explain(
+        self,
+        texts,
+        pairs=None,
+        method: str = "ig",
+        target: str | None = None,
+        steps: int = 32,
+        zh_words: str = "chars",
+        progress: bool = False,
+    ):
+        """Why the model predicts what it does: word attributions (``bertcls.analysis.attribution``).
+
+        One text -> an ``Explanation`` (``.top()``, ``.to_html()``, ``.to_dict()``); a list -> a list.
+        ``method``: "ig" (Integrated Gradients, torch backend) or "occlusion" (any backend).
+        ``target``: the label to explain (default: the prediction). ``zh_words="jieba"`` groups Chinese
+        characters into words."""
+        from bertcls.analysis.attribution import explain_one
+
+        single = isinstance(texts, str)
+        t = [texts] if single else list(texts)
+        p = [None] * len(t) if pairs is None else ([pairs] if isinstance(pairs, str) else list(pairs))
+        if len(p) != len(t):
+            raise UserError(f"got {len(t)} texts but {len(p)} text pairs; give one pair per text")
+        rows = zip(t, p)
+        if progress:
+            from tqdm.auto import tqdm
+
+            rows = tqdm(rows, total=len(t), desc="explain", unit="text")
+        out = [explain_one(self, a, b, method, target, steps, zh_words) for a, b in rows]
+        return out[0] if single else out
+
     def component_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple:
         """The model's and the TF-IDF baseline's probabilities apart (the ensemble mixes them)."""
         baseline = self.baseline if self.baseline is not None else self.load_baseline()

@@ -49,6 +49,12 @@ COMMANDS: tuple[Command, ...] = (
         "export", "bertcls.deploy.export", "ExportConfig", "export a trained model to ONNX (optionally int8)"
     ),
     Command("serve", "bertcls.deploy.serve", "ServeConfig", "serve a trained model over HTTP"),
+    Command(
+        "explain",
+        "bertcls.analysis.explain",
+        "ExplainConfig",
+        "show which words drove a prediction (Integrated Gradients, occlusion)",
+    ),
 )
 
 

@@ -173,3 +173,18 @@ def confusion(m: dict, path: str | os.PathLike, title: str = "") -> None:
         confusion_matrix(np.asarray(cm["matrix"]), cm["labels"], path, title)
     else:
         multilabel_confusion(m["per_label"], path, title)
+
+
+def word_bars(table: dict[str, list[tuple[str, float, int]]], path: str | os.PathLike) -> None:
+    """One horizontal bar chart per label: the words with the largest mean attribution towards it."""
+    plt = _plt()
+    labels = list(table)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 5), squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        rows = table[label][::-1]
+        ax.barh([r[0] for r in rows], [r[1] for r in rows], color="#2e9e57")
+        ax.set_title(f"towards {label}")
+        ax.set_xlabel("mean attribution")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

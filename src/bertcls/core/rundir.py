@@ -43,6 +43,7 @@ RECOGNISE: dict[str, Callable[[Path], bool]] = {
     "evaluate": lambda d: (d / "metrics.json").is_file() and (d / "misclassified.csv").is_file(),
     "export": lambda d: (d / "export_report.json").is_file(),
     "tokenizer": lambda d: (d / "tokenizer_train_config.yaml").is_file(),
+    "explain": lambda d: (d / "explain_config.yaml").is_file() and (d / "explanations.jsonl").is_file(),
 }
 
 

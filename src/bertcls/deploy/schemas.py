@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,53 @@ class ClassifyRequest(BaseModel):
         None, description="Second texts, one per text (only for models trained on text pairs)."
     )
     top_k: int = Field(1, ge=0, description="Labels with scores to return per text, best first; 0 = all.")
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"texts": ["a gorgeous, moving film"], "method": "ig"}]},
+    )
+    texts: list[str] = Field(description="Texts to explain (same limits as /v1/classify).")
+    text_pairs: list[str] | None = Field(None, description="Second texts, one per text (pair models only).")
+    method: Literal["ig", "occlusion"] | None = Field(
+        None,
+        description="ig = Integrated Gradients (torch backend), occlusion = leave-one-word-out (any backend); "
+        "default: ig on torch, occlusion on ONNX.",
+    )
+    target: str | None = Field(None, description="Label to explain (default: the predicted one(s)).")
+
+
+class Word(BaseModel):
+    text: str
+    start: int = Field(description="Character offset in its text (segment 0) or text pair (segment 1).")
+    end: int
+    segment: int
+
+
+class Attribution(BaseModel):
+    label: str
+    probability: float
+    scores: list[float] = Field(description="One score per word; > 0 pushes towards the label.")
+    completeness_error: float | None = None
+
+
+class Explanation(BaseModel):
+    text: str
+    pair: str | None
+    method: str
+    prediction: str | list[str]
+    probabilities: dict[str, float]
+    words: list[Word]
+    targets: list[Attribution]
+    truncated: bool
+    seconds: float
+    note: str
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    explanations: list[Explanation]
 
 
 class LabelScore(BaseModel):
@@ -69,7 +116,19 @@ class Limits:
     max_chars: int
 
 
-def check_classify(req: ClassifyRequest, limits: Limits, pair_model: bool) -> None:
+def check_explain(
+    req: ExplainRequest, limits: Limits, pair_model: bool, labels: list[str], backend: str
+) -> str:
+    """The classify checks, then the label and the method; returns the method to use."""
+    check_classify(req, limits, pair_model)
+    if req.target is not None and req.target not in labels:
+        raise Rejected(422, f"target {req.target!r} is not a label of this model; its labels: {labels}")
+    if req.method == "ig" and backend != "torch":
+        raise Rejected(422, "method 'ig' needs gradients and this server runs ONNX; send method 'occlusion'")
+    return req.method or ("ig" if backend == "torch" else "occlusion")
+
+
+def check_classify(req: ClassifyRequest | ExplainRequest, limits: Limits, pair_model: bool) -> None:
     """Raise :class:`Rejected` for the first problem of a (type-valid) classify request."""
     n = len(req.texts)
     if n == 0:

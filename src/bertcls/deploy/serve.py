@@ -1,6 +1,7 @@
 """``bertcls serve MODEL_DIR``: an HTTP service (FastAPI) for a trained classifier, micro-batched.
 
-Endpoints: ``POST /v1/classify`` ({"texts": [...], "top_k": k, "text_pairs": [...]}), ``GET /v1/model``,
+Endpoints: ``POST /v1/classify`` ({"texts": [...], "top_k": k, "text_pairs": [...]}), ``POST /v1/explain``
+({"texts": [...], "method": "ig"|"occlusion", "target": label}: word attributions), ``GET /v1/model``,
 ``GET /healthz``, ``GET /metrics`` (Prometheus text format), ``GET /docs`` (OpenAPI) and ``GET /`` (a
 small web page to try the model). Texts from requests that arrive together are run as one batch (see
 ``batcher.py``). If the environment variable BERTCLS_API_TOKEN is set, every ``/v1/*`` request needs
@@ -12,7 +13,9 @@ whose Host header is not in ``--allowed-hosts`` get a 400 (DNS rebinding). The m
 # parameters against this module's globals, and the request models are imported inside create_app (so
 # fastapi/pydantic stay optional imports); with real annotation objects that lookup is not needed.
 
+import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -23,6 +26,8 @@ from typing import Any, Literal
 
 from bertcls.core.config import InferenceArgs, require
 from bertcls.core.errors import UserError, require_extra
+
+log = logging.getLogger("bertcls.deploy.serve")
 
 TOKEN_ENV = "BERTCLS_API_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -184,9 +189,12 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
     from bertcls.deploy.schemas import (
         ClassifyRequest,
         ClassifyResponse,
+        ExplainRequest,
+        ExplainResponse,
         Limits,
         Rejected,
         check_classify,
+        check_explain,
         results,
         validation_error,
     )
@@ -253,6 +261,36 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
             raise HTTPException(500, detail="inference failed; see the server log") from None
         chunks = clf.chunk_counts(req.texts, req.text_pairs)
         return {"model": name, "results": results(probs, clf.decide(probs), labels, req.top_k, chunks)}
+
+    explaining = asyncio.Lock()  # one explanation at a time: each is tens of forward passes
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        dependencies=auth,
+        summary="Which words drove each prediction",
+        description=f"Same limits as /v1/classify ({cfg.max_texts} texts, {cfg.max_chars} characters each).",
+        responses={
+            401: {"description": "Missing or wrong token"},
+            413: {"description": "Too many or too long texts"},
+            422: {"description": "Malformed request, unknown label, or a method the backend cannot run"},
+        },
+    )
+    async def explain(req: ExplainRequest) -> dict:
+        from starlette.concurrency import run_in_threadpool
+
+        method = check_explain(req, limits, pair_model, labels, clf.backend)
+        async with explaining:
+            try:
+                found = await run_in_threadpool(
+                    clf.explain, list(req.texts), req.text_pairs, method, req.target
+                )
+            except UserError as e:
+                raise Rejected(422, str(e)) from None
+            except Exception:
+                log.exception("explain failed")
+                raise HTTPException(500, detail="explanation failed; see the server log") from None
+        return {"model": name, "explanations": [e.to_dict() for e in found]}
 
     @app.get("/v1/model", dependencies=auth, summary="The served model: labels, task, training metrics")
     async def model_info() -> dict:

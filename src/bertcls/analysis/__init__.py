@@ -1,0 +1,1 @@
+"""Analysis verbs: why a model predicts what it does (``bertcls explain``)."""
