@@ -176,3 +176,39 @@ def test_cli_empty_row_names_file_line_and_column(trained_tiny, tmp_path, capsys
     assert main(["explain", str(trained_tiny), "--file", str(f), "--output-dir", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "in.csv: line 3, column 'text'" in err
+
+
+def test_evaluate_explain_errors_fills_the_most_confident_mistakes(trained_tiny, tmp_path):
+    import csv
+
+    from helpers import sentiment_rows
+
+    from bertcls.cli import main
+
+    flip = {"positive": "negative", "negative": "positive"}
+    rows = [{"text": r["text"], "label": flip[r["label"]]} for r in sentiment_rows(12, seed=5)]
+    f = write_csv(tmp_path / "flipped.csv", rows)
+    out = tmp_path / "ev"
+    assert (
+        main(
+            [
+                "evaluate",
+                str(trained_tiny),
+                "--file",
+                str(f),
+                "--explain-errors",
+                "3",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    got = list(csv.DictReader(open(out / "misclassified.csv", encoding="utf-8")))
+    explained = [r for r in got if r["why"]]
+    assert len(explained) == 3
+    conf = lambda r: max(float(r["p_negative"]), float(r["p_positive"]))  # noqa: E731
+    assert min(conf(r) for r in explained) >= max(conf(r) for r in got if not r["why"])
+    for r in explained:  # the top words are words of that text
+        words = [part.split(" (")[0] for part in r["why"].split("; ")]
+        assert words and all(w in r["text"].split() for w in words)

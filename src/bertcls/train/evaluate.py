@@ -45,6 +45,8 @@ class EvaluateConfig(InferenceArgs):
     """Where to write the report (default: MODEL_DIR/eval-<file name>)."""
     batch_size: int = 128
     """Texts per inference batch."""
+    explain_errors: int = 0
+    """Add the words that drove the prediction (column 'why') to the N most confident mistakes in misclassified.csv: Integrated Gradients on torch, occlusion on ONNX (see `bertcls explain`)."""
     baseline: bool = False
     """Also score the TF-IDF baseline saved with the model (and the model alone, when an ensemble is in use) on the same data, side by side."""
 
@@ -57,6 +59,7 @@ class EvaluateConfig(InferenceArgs):
             "give exactly one of --file or --dataset",
         )
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
+        require(self.explain_errors >= 0, "explain_errors", self.explain_errors, "must be >= 0")
 
 
 def load_eval_data(cfg: EvaluateConfig, meta: dict) -> TextData:
@@ -130,13 +133,14 @@ def run(cfg: EvaluateConfig) -> dict:
     result["model_dir"] = cfg.model_dir
     result["data"] = data.source if not cfg.dataset else f"{cfg.dataset}:{cfg.split}"
 
+    why = explain_errors(clf, data, probs, wrong, cfg.explain_errors) if cfg.explain_errors else {}
     stem = _stem(cfg)
     with staged_dir(out) as tmp:
         atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
         if not clf.multi_label:
             atomic_write_text(tmp / "confusion_matrix.json", json.dumps(result["confusion_matrix"], indent=2))
         plots.confusion(result, tmp / "confusion_matrix.png", f"{stem} ({Path(cfg.model_dir).name})")
-        write_misclassified(tmp / "misclassified.csv", data, preds, probs, labels, wrong)
+        write_misclassified(tmp / "misclassified.csv", data, preds, probs, labels, wrong, why)
     result["output_dir"] = str(out)
     result["n_misclassified"] = len(wrong)
     return result
@@ -159,13 +163,32 @@ def compare_with_baseline(clf, data: TextData) -> tuple[dict, np.ndarray]:
     return out, clf.ensemble.combine(model_p, base_p, multi)
 
 
+def explain_errors(clf, data: TextData, probs: np.ndarray, wrong: list[int], n: int) -> dict[int, str]:
+    """The n most confident mistakes -> 'word (+score); ...': the five words that pushed hardest
+    towards each wrongly predicted label."""
+    worst = sorted(wrong, key=lambda i: -float(probs[i].max()))[:n]
+    method = "ig" if clf.backend == "torch" else "occlusion"
+    pairs = None if data.pairs is None else [data.pairs[i] for i in worst]
+    found = clf.explain([data.texts[i] for i in worst], pairs, method=method, progress=len(worst) > 20)
+    return {
+        i: "; ".join(f"{w} ({s:+.3f})" for t in e.targets for w, s in e.top(5, t.label))
+        for i, e in zip(worst, found)
+    }
+
+
 def write_misclassified(
-    path: Path, data: TextData, preds: list, probs: np.ndarray, labels: list[str], wrong: list[int]
+    path: Path,
+    data: TextData,
+    preds: list,
+    probs: np.ndarray,
+    labels: list[str],
+    wrong: list[int],
+    why: dict[int, str] | None = None,
 ) -> None:
     with open(path, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
         header = ["row", "text"] + (["text_pair"] if data.pairs is not None else []) + ["label", "predicted"]
-        w.writerow(header + [f"p_{lab}" for lab in labels])
+        w.writerow(header + [f"p_{lab}" for lab in labels] + (["why"] if why else []))
         for i in wrong:
 
             def show(v):
@@ -174,7 +197,8 @@ def write_misclassified(
             row = [data.rows[i] if data.rows else i + 1, data.texts[i]]
             if data.pairs is not None:
                 row.append(data.pairs[i])
-            w.writerow(row + [show(data.labels[i]), show(preds[i])] + [f"{p:.4f}" for p in probs[i]])
+            extra = [why.get(i, "")] if why else []
+            w.writerow(row + [show(data.labels[i]), show(preds[i])] + [f"{p:.4f}" for p in probs[i]] + extra)
 
 
 def summarize(result: dict) -> str:
