@@ -1,8 +1,9 @@
 """Long-text strategies side by side (issue 14): accuracy over seeds, and inference cost against truncation.
 
-Each cell is `bertcls train --long-text S --max-length L --seed K` on the same data and model (its own
-process, `--no-baseline`: the TF-IDF line is fixed and reported once). Then one trained model per
-strategy is timed at inference on the test texts with every strategy (`TextClassifier`, torch backend,
+Each cell is `bertcls train --long-text S --max-length L --seed K --ensemble` on the same data and model
+(its own process): the model alone, and the model stacked with the TF-IDF baseline (`--no-ensemble`:
+train with `--no-baseline`, the model alone). Chunks models are also scored with max pooling. Then one
+trained model per strategy is timed at inference on the test texts with every strategy (`TextClassifier`, torch backend,
 same process, same threads), and texts/s are reported relative to truncation.
 
     python bench/longtext.py --data ../shared/data/chnsenticorp --model runs/pretrain-zh-tiny-tapt \
@@ -43,7 +44,8 @@ def train(a, strategy: str, seed: int) -> dict:
     ]
     if (data / "dev.csv").is_file():
         cmd += ["--validation-file", str(data / "dev.csv")]
-    cmd += ["--long-text", strategy, "--max-length", str(a.max_length), "--seed", str(seed), "--no-baseline"]
+    cmd += ["--long-text", strategy, "--max-length", str(a.max_length), "--seed", str(seed)]
+    cmd += ["--ensemble"] if a.ensemble else ["--no-baseline"]
     cmd += ["--output-dir", str(out), "--overwrite", *a.extra.split()]
     if a.parallel > 1:
         cmd += ["--threads", "1"]
@@ -53,6 +55,9 @@ def train(a, strategy: str, seed: int) -> dict:
     row = {"strategy": strategy, "seed": seed, "wall_s": round(time.perf_counter() - t0, 1), "dir": str(out)}
     for split in ("validation", "test"):
         row |= {f"{split}_{k}": m[split][k] for k in ("accuracy", "f1_macro")}
+    if a.ensemble:  # the same model stacked with the TF-IDF baseline (fitted on validation), and the baseline
+        row |= {f"ensemble_test_{k}": m["ensemble"]["test"][k] for k in ("accuracy", "f1_macro")}
+        row |= {f"baseline_test_{k}": m["baseline"]["test"][k] for k in ("accuracy", "f1_macro")}
     if strategy == "chunks":  # the same model, its windows pooled by max instead of mean
         for split, name in (("validation", "dev.csv"), ("test", "test.csv")):
             if (data / name).is_file():
@@ -98,6 +103,12 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=1)
     p.add_argument("--runs", default="runs/bench-longtext")
     p.add_argument("--extra", default="")
+    p.add_argument(
+        "--no-ensemble",
+        dest="ensemble",
+        action="store_false",
+        help="train with --no-baseline (default: --ensemble, which also reports BERT + TF-IDF)",
+    )
     p.add_argument("--out", default=None)
     a = p.parse_args()
     strategies = a.strategies.split(",")
@@ -115,9 +126,9 @@ def main() -> None:
     summary = {}
     for s in strategies:
         mine = [r for r in rows if r["strategy"] == s]
-        for key in ("test_accuracy", "test_f1_macro", "validation_accuracy"):
+        for key in ("test_accuracy", "test_f1_macro", "validation_accuracy", "ensemble_test_accuracy"):
             for suffix in ("", "_max"):
-                if key + suffix in mine[0]:
+                if all(key + suffix in r for r in mine):
                     v = np.array([r[key + suffix] for r in mine])
                     sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
                     summary[f"{s}:{key}{suffix}"] = [float(v.mean()), sd]
@@ -141,6 +152,9 @@ def main() -> None:
         speed = cost[s]["texts_per_s"]
         rel = f" ({speed / base:.2f}x truncate)" if base else ""
         print(f"{s:<10} test accuracy {t[0]:.4f} +- {t[1]:.4f} (validation {v[0]:.4f}); {speed} texts/s{rel}")
+        if f"{s}:ensemble_test_accuracy" in summary:
+            t = summary[f"{s}:ensemble_test_accuracy"]
+            print(f"{'  + TF-IDF':<10} test accuracy {t[0]:.4f} +- {t[1]:.4f} (stacked ensemble)")
         if f"{s}:test_accuracy_max" in summary:
             t, v = summary[f"{s}:test_accuracy_max"], summary[f"{s}:validation_accuracy_max"]
             print(f"{'  max pool':<10} test accuracy {t[0]:.4f} +- {t[1]:.4f} (validation {v[0]:.4f})")
