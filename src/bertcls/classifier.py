@@ -113,6 +113,20 @@ class TextClassifier:
             clf.use_ensemble()
         return clf
 
+    @classmethod
+    def from_args(cls, args: Any) -> TextClassifier:
+        """Load ``args.model_dir`` as the inference commands' shared options say (``core.config.InferenceArgs``:
+        backend, threads, ONNX export, ensemble, and long-text flags on top of what training saved)."""
+        clf = cls.from_pretrained(
+            args.model_dir,
+            backend=args.backend,
+            threads=args.threads,
+            onnx_dir=args.onnx_dir,
+            ensemble=args.ensemble,
+        )
+        clf.long_text = args.long_text_for(clf.long_text, clf.max_length)
+        return clf
+
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write an HF-format directory (config with label names, tokenizer, safetensors) + bertcls.json."""
         if self.backend != "torch":

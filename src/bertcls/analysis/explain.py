@@ -126,9 +126,7 @@ def run(cfg: ExplainConfig) -> dict:
     check_output_dir(
         out, "explain", overwrite=None, inputs=[("MODEL_DIR", cfg.model_dir), ("--file", cfg.file)]
     )
-    clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
-    )
+    clf = TextClassifier.from_args(cfg)
     if cfg.file:
         texts, pairs, n_rows = read_texts(cfg, clf.meta)
         if n_rows > len(texts):

@@ -143,10 +143,7 @@ def run(cfg: PredictConfig) -> dict:
     from bertcls.classifier import TextClassifier
     from bertcls.core.data import Columns, check_columns
 
-    clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
-    )
-    clf.long_text = cfg.long_text_for(clf.long_text, clf.max_length)
+    clf = TextClassifier.from_args(cfg)
     clf.batch_size = cfg.batch_size
     text_col = cfg.text_column or clf.meta.get("text_column") or "text"
     pair_col = cfg.text_pair_column or clf.meta.get("text_pair_column")

@@ -227,6 +227,10 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
     auth = [Depends(check_token)]
+    refusals = {
+        401: {"description": "Missing or wrong token"},
+        413: {"description": "Too many or too long texts"},
+    }
 
     @app.post(
         "/v1/classify",
@@ -235,8 +239,7 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
         summary="Classify texts",
         description=f"1 to {cfg.max_texts} texts per request, each at most {cfg.max_chars} characters.",
         responses={
-            401: {"description": "Missing or wrong token"},
-            413: {"description": "Too many or too long texts"},
+            **refusals,
             422: {"description": "Malformed request, or text the model cannot read"},
             503: {"description": "Server busy; retry"},
         },
@@ -271,8 +274,7 @@ def _add_routes(app: Any, clf: Any, cfg: ServeConfig, name: str, token: str | No
         summary="Which words drove each prediction",
         description=f"Same limits as /v1/classify ({cfg.max_texts} texts, {cfg.max_chars} characters each).",
         responses={
-            401: {"description": "Missing or wrong token"},
-            413: {"description": "Too many or too long texts"},
+            **refusals,
             422: {"description": "Malformed request, unknown label, or a method the backend cannot run"},
         },
     )
@@ -364,10 +366,7 @@ def run(cfg: ServeConfig) -> dict:
 
     from bertcls.classifier import TextClassifier
 
-    clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
-    )
-    clf.long_text = cfg.long_text_for(clf.long_text, clf.max_length)
+    clf = TextClassifier.from_args(cfg)
     app = create_app(clf, cfg)
     auth = bool(os.environ.get(TOKEN_ENV))
     if cfg.host not in LOOPBACK and not auth:

@@ -99,10 +99,7 @@ def run(cfg: EvaluateConfig) -> dict:
     check_output_dir(
         out, "evaluate", overwrite=None, inputs=[("MODEL_DIR", cfg.model_dir), ("--file", cfg.file)]
     )
-    clf = TextClassifier.from_pretrained(
-        cfg.model_dir, backend=cfg.backend, threads=cfg.threads, onnx_dir=cfg.onnx_dir, ensemble=cfg.ensemble
-    )
-    clf.long_text = cfg.long_text_for(clf.long_text, clf.max_length)
+    clf = TextClassifier.from_args(cfg)
     clf.batch_size = cfg.batch_size
     data = load_eval_data(cfg, clf.meta)
     compared: dict = {}
