@@ -48,12 +48,14 @@ def variant(row: dict, keep: set[int]) -> dict:
     return {k: [row[k][i] for i in sorted(keep)] for k in ("input_ids", "token_type_ids")}
 
 
-def scores_for(clf, method: str, text: str, row: dict, words, rng: random.Random, zh_words: str):
+def scores_for(clf, method: str, text: str, row: dict, words, rng: random.Random, zh_words: str, errors):
     t0 = time.perf_counter()
     if method in ("ig", "occlusion"):
         e = clf.explain(text, method=method, zh_words=zh_words)
         assert [w.start for w in e.words] == [w.start for w in words]
         s = np.array(e.targets[0].scores)
+        if e.targets[0].completeness_error is not None:
+            errors.append(e.targets[0].completeness_error)
     elif method == "attention":
         s = attention_scores(clf, row, words)
     else:
@@ -90,6 +92,7 @@ def main() -> None:
     comp = {m: {k: [] for k in ks} for m in methods}
     suff = {m: {k: [] for k in ks} for m in methods}
     seconds = {m: [] for m in methods}
+    errors: list[float] = []  # IG completeness error per text
     for n, text in enumerate(texts, 1):
         row, words, _ = tokenize(clf, text, None)
         if a.zh_words == "jieba":
@@ -98,7 +101,7 @@ def main() -> None:
         p_full = clf.probabilities(clf.row_logits([row]))[0]
         y = int(p_full.argmax())
         for m in methods:
-            s, dt = scores_for(clf, m, text, row, words, rng, a.zh_words)
+            s, dt = scores_for(clf, m, text, row, words, rng, a.zh_words, errors)
             seconds[m].append(dt)
             order = np.argsort(-s, kind="stable")
             rows = []
@@ -127,6 +130,13 @@ def main() -> None:
         "threads": a.threads,
         "command": " ".join(sys.argv),
         "methods": table,
+        "ig_completeness_error": {
+            "median": float(np.median(errors)),
+            "p95": float(np.percentile(errors, 95)),
+            "max": float(np.max(errors)),
+        }
+        if errors
+        else None,
     }
     out = Path(a.out or HERE / "results" / f"explain_faithfulness_{Path(a.model).name}.json")
     out.write_text(json.dumps(result, indent=2))
@@ -137,6 +147,11 @@ def main() -> None:
         c = "".join(f"  {table[m]['comprehensiveness'][k]:8.4f}" for k in ks)
         s = "".join(f"  {table[m]['sufficiency'][k]:8.4f}" for k in ks)
         print(f"{m:<10}{c}{s}  {table[m]['median_seconds']:.4f}")
+    if errors:
+        c = result["ig_completeness_error"]
+        print(
+            f"IG completeness error (probability units): median {c['median']:.4f}, p95 {c['p95']:.4f}, max {c['max']:.4f}"
+        )
     if "random" in table:
         for m in methods:
             ratio = table[m]["comprehensiveness"][20] / max(table["random"]["comprehensiveness"][20], 1e-9)
