@@ -20,10 +20,10 @@ def clf(trained_tiny):
 
 
 def base_probability(clf, text: str, label: int) -> float:
-    """p(label) for the IG baseline: [CLS] [PAD]... [SEP]."""
+    """p(label) for the IG baseline: [CLS] [MASK]... [SEP]."""
     ids = clf.tokenizer(text)["input_ids"]
-    pad = clf.tokenizer.pad_token_id
-    row = {"input_ids": [ids[0]] + [pad] * (len(ids) - 2) + [ids[-1]], "token_type_ids": [0] * len(ids)}
+    mask = clf.tokenizer.mask_token_id
+    row = {"input_ids": [ids[0]] + [mask] * (len(ids) - 2) + [ids[-1]], "token_type_ids": [0] * len(ids)}
     return float(clf.probabilities(clf.row_logits([row]))[0, label])
 
 

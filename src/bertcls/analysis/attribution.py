@@ -2,7 +2,8 @@
 
 Two methods:
 - ``ig``: Integrated Gradients on the input (word-piece) embeddings, by captum's
-  ``LayerIntegratedGradients``; the baseline keeps [CLS]/[SEP] and puts [PAD] everywhere else. The
+  ``LayerIntegratedGradients``; the baseline keeps [CLS]/[SEP] and puts [MASK] everywhere else (see
+  ``baseline_token``). The
   attributed output is the target label's probability (softmax; sigmoid per label for multi-label),
   so the scores of a text add up to p(text) - p(baseline), and captum's convergence delta is the
   completeness error we report. Needs gradients, so the torch backend.
@@ -167,6 +168,15 @@ def target_ids(clf: Any, probs: np.ndarray, target: str | None) -> list[int]:
     return [int(probs.argmax())]
 
 
+def baseline_token(tokenizer) -> int:
+    """IG's "no information" token: [MASK], which MLM pretraining taught every BERT to read as an unknown
+    word. [PAD] is the common choice, but attention never reads it in pretraining, so its embedding can
+    be untrained noise: on bertcls's Chinese BERT-tiny (ChnSentiCorp, 100 test reviews) deleting the
+    top 20% characters by IG dropped the predicted probability by 0.04 with a [PAD] baseline and by
+    0.61 with [MASK] (random: 0.01); on MiniLM / SST-2, 0.54 vs 0.56 (random: 0.08)."""
+    return tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.pad_token_id
+
+
 def token_scores_ig(clf: Any, row: dict, targets: list[int], n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """IG scores per (target, token) and the completeness error per target."""
     if clf.backend != "torch":
@@ -187,7 +197,7 @@ def token_scores_ig(clf: Any, row: dict, targets: list[int], n_steps: int) -> tu
         clf.tokenizer.get_special_tokens_mask(row["input_ids"], already_has_special_tokens=True),
         device=device,
     ).bool()
-    base = torch.where(special, ids, torch.full_like(ids, clf.tokenizer.pad_token_id))
+    base = torch.where(special, ids, torch.full_like(ids, baseline_token(clf.tokenizer)))
     multi = clf.multi_label
 
     def forward(input_ids, token_type_ids, attention_mask):
