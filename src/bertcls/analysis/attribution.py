@@ -173,7 +173,7 @@ def baseline_token(tokenizer) -> int:
     word. [PAD] is the common choice, but attention never reads it in pretraining, so its embedding can
     be untrained noise: on bertcls's Chinese BERT-tiny (ChnSentiCorp, 100 test reviews) deleting the
     top 20% characters by IG dropped the predicted probability by 0.04 with a [PAD] baseline and by
-    0.61 with [MASK] (random: 0.01); on MiniLM / SST-2, 0.54 vs 0.56 (random: 0.08)."""
+    0.61 with [MASK] (random: 0.01); on MiniLM / SST-2, 0.54 vs 0.56 (random: 0.08). bench/ig_baselines.py."""
     return tokenizer.mask_token_id if tokenizer.mask_token_id is not None else tokenizer.pad_token_id
 
 
