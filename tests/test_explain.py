@@ -141,6 +141,13 @@ def test_cli_text_file_and_summary(trained_tiny, sentiment_files, tmp_path, caps
     assert rec["text"] == "awful boring plot" and len(rec["targets"][0]["scores"]) == 3
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     assert (out / "explain_config.yaml").is_file()
+    page = tmp_path / "why.html"
+    assert main(["explain", str(trained_tiny), "--text", "good film", "--output", str(page)]) == 0
+    assert "predicted:" in page.read_text()
+    assert (
+        main(["explain", str(trained_tiny), "--text", "good film", "--output", str(page)]) == 2
+    )  # never replaced
+    assert "already exists" in capsys.readouterr().err
     out2 = tmp_path / "ex2"
     args = ["explain", str(trained_tiny), "--file", str(sentiment_files["test"]), "--summary"]
     assert main([*args, "--method", "occlusion", "--max-texts", "12", "--output-dir", str(out2)]) == 0

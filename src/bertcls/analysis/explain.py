@@ -52,6 +52,8 @@ class ExplainConfig(InferenceArgs):
     """Words per label in --summary."""
     output_dir: str | None = None
     """Where to write the report (default: MODEL_DIR/explain-<file name>, or MODEL_DIR/explain-text)."""
+    output: str | None = None
+    """Also write the HTML report to this file (a new .html file; an existing file is never replaced)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -74,6 +76,12 @@ class ExplainConfig(InferenceArgs):
         require(self.max_texts >= 1, "max_texts", self.max_texts, "must be >= 1")
         require(self.top >= 1, "top", self.top, "must be >= 1")
         require(not self.summary or self.file is not None, "summary", self.summary, "needs --file")
+        require(
+            self.output is None or self.output.lower().endswith((".html", ".htm")),
+            "output",
+            self.output,
+            "name an .html file",
+        )
         require(
             not (self.method == "ig" and self.backend == "onnx"),
             "method",
@@ -123,6 +131,10 @@ def run(cfg: ExplainConfig) -> dict:
     from bertcls.classifier import TextClassifier
 
     out = output_dir(cfg)
+    if cfg.output and Path(cfg.output).exists():
+        raise UserError(
+            f"--output={cfg.output} already exists; bertcls never replaces a file it did not create: choose a new name"
+        )
     check_output_dir(
         out, "explain", overwrite=None, inputs=[("MODEL_DIR", cfg.model_dir), ("--file", cfg.file)]
     )
@@ -150,11 +162,14 @@ def run(cfg: ExplainConfig) -> dict:
         atomic_write_text(tmp / "report.html", page(explanations, f"Why {Path(cfg.model_dir).name} said so"))
         if table is not None:
             write_summary(table, tmp)
+    if cfg.output:
+        atomic_write_text(cfg.output, (out / "report.html").read_text(encoding="utf-8"))
     errors = [
         t.completeness_error for e in explanations for t in e.targets if t.completeness_error is not None
     ]
     return {
         "output_dir": str(out),
+        "output": cfg.output,
         "explanations": explanations,
         "n_rows": n_rows,
         "summary": table,
