@@ -219,3 +219,22 @@ def test_evaluate_explain_errors_fills_the_most_confident_mistakes(trained_tiny,
     for r in explained:  # the top words are words of that text
         words = [part.split(" (")[0] for part in r["why"].split("; ")]
         assert words and all(w in r["text"].split() for w in words)
+
+
+def test_summary_ranks_words_by_mean_score_and_skips_punctuation():
+    from bertcls.analysis.attribution import Attribution, Explanation, Word
+    from bertcls.analysis.report import summary
+
+    def ex(words, scores):
+        ws, at = [], 0
+        for w in words:
+            ws.append(Word(w, at, at + len(w)))
+            at += len(w) + 1
+        return Explanation(
+            " ".join(words), None, "ig", "pos", {"pos": 0.9}, ws, [Attribution("pos", 0.9, scores)]
+        )
+
+    table = summary(
+        [ex(["Great", "!", "plot"], [0.5, 0.9, 0.1]), ex(["great", "plot", "!"], [0.3, 0.2, 0.9])], top=2
+    )
+    assert table == {"pos": [("great", pytest.approx(0.4), 2), ("plot", pytest.approx(0.15), 2)]}

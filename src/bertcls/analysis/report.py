@@ -72,13 +72,14 @@ def page(explanations: list[Any], title: str = "bertcls explanation") -> str:
 
 def summary(explanations: list[Any], top: int = 15) -> dict[str, list[tuple[str, float, int]]]:
     """Per explained label: the words with the largest mean score towards it across the file
-    (word, mean score, texts it occurs in), lower-cased; words seen in fewer than 2 texts are left out
+    (word, mean score, texts it occurs in), lower-cased, punctuation left out; words seen in fewer than 2 texts are left out
     when there are enough others (a single text's quirk is not a pattern)."""
     totals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for e in explanations:
         for t in e.targets:
             for w, s in zip(e.words, t.scores):
-                totals[t.label][w.text.lower()].append(s)
+                if any(c.isalnum() for c in w.text):  # punctuation is not a reason a reader can use
+                    totals[t.label][w.text.lower()].append(s)
     out = {}
     for label, words in totals.items():
         rows = [(w, sum(v) / len(v), len(v)) for w, v in words.items()]
