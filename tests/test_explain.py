@@ -142,11 +142,11 @@ def test_cli_text_file_and_summary(trained_tiny, sentiment_files, tmp_path, caps
     assert (out / "report.html").read_text().startswith("<!doctype html>")
     assert (out / "explain_config.yaml").is_file()
     page = tmp_path / "why.html"
-    assert main(["explain", str(trained_tiny), "--text", "good film", "--output", str(page)]) == 0
+    again = ["explain", str(trained_tiny), "--text", "good film", "--output", str(page)]
+    assert main([*again, "--output-dir", str(tmp_path / "ex3")]) == 0  # not into the shared model dir
     assert "predicted:" in page.read_text()
-    assert (
-        main(["explain", str(trained_tiny), "--text", "good film", "--output", str(page)]) == 2
-    )  # never replaced
+    assert main([*again, "--output-dir", str(tmp_path / "ex4")]) == 2  # an existing file is never replaced
+    assert not (tmp_path / "ex4").exists()
     assert "already exists" in capsys.readouterr().err
     out2 = tmp_path / "ex2"
     args = ["explain", str(trained_tiny), "--file", str(sentiment_files["test"]), "--summary"]
