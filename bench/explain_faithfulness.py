@@ -44,10 +44,6 @@ def attention_scores(clf, row: dict, words) -> np.ndarray:
     return np.array([cls[w.tokens].sum() for w in words])
 
 
-def variant(row: dict, keep: set[int]) -> dict:
-    return {k: [row[k][i] for i in sorted(keep)] for k in ("input_ids", "token_type_ids")}
-
-
 def scores_for(clf, method: str, text: str, row: dict, words, rng: random.Random, zh_words: str, errors):
     t0 = time.perf_counter()
     if method in ("ig", "occlusion"):
@@ -79,7 +75,7 @@ def main() -> None:
     import torch
 
     from bertcls import TextClassifier
-    from bertcls.analysis.attribution import jieba_words, tokenize
+    from bertcls.analysis.attribution import jieba_words, tokenize, without
 
     torch.set_num_threads(a.threads)
     clf = TextClassifier.from_pretrained(a.model, device="cpu", ensemble=False)
@@ -107,7 +103,8 @@ def main() -> None:
             rows = []
             for k in ks:
                 top = {t for i in order[: max(1, math.ceil(k / 100 * len(words)))] for t in words[i].tokens}
-                rows += [variant(row, set(range(len(row["input_ids"]))) - top), variant(row, specials | top)]
+                rest = set(range(len(row["input_ids"]))) - specials - top
+                rows += [without(row, top), without(row, rest)]  # without them; only them (and [CLS]/[SEP])
             probs = clf.probabilities(clf.row_logits(rows))[:, y]
             for j, k in enumerate(ks):
                 comp[m][k].append(float(p_full[y] - probs[2 * j]))

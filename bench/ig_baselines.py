@@ -60,7 +60,7 @@ def main() -> None:
     import torch
 
     from bertcls import TextClassifier
-    from bertcls.analysis.attribution import tokenize
+    from bertcls.analysis.attribution import tokenize, without
 
     model_dir, data, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
@@ -73,7 +73,6 @@ def main() -> None:
         row, words, _ = tokenize(clf, text, None)
         p = clf.probabilities(clf.row_logits([row]))[0]
         y = int(p.argmax())
-        positions = set(range(len(row["input_ids"])))
         for v in comp:
             if v == "random":
                 s = np.array([rng.random() for _ in words])
@@ -82,8 +81,7 @@ def main() -> None:
                 s = np.array([t[w.tokens].sum() for w in words])
             k = max(1, math.ceil(0.2 * len(words)))
             top = {t for i in np.argsort(-s, kind="stable")[:k] for t in words[i].tokens}
-            keep = sorted(positions - top)
-            rest = {key: [row[key][i] for i in keep] for key in ("input_ids", "token_type_ids")}
+            rest = without(row, top)
             comp[v].append(float(p[y] - clf.probabilities(clf.row_logits([rest]))[0, y]))
     for v, c in comp.items():
         print(v, round(float(np.mean(c)), 4))

@@ -94,6 +94,7 @@ def check_explanations_are_faithful(model_dir, texts: list[str]) -> None:
     import numpy as np
 
     from bertcls import TextClassifier
+    from bertcls.analysis.attribution import without
 
     clf = TextClassifier.from_pretrained(model_dir, device="cpu")
     rng = random.Random(0)
@@ -108,7 +109,7 @@ def check_explanations_are_faithful(model_dir, texts: list[str]) -> None:
         }
         for name, chosen in picks.items():
             gone = {t for i in chosen for t in e.words[i].tokens}
-            rest = {key: [v for j, v in enumerate(row[key]) if j not in gone] for key in row}
+            rest = without(row, gone)
             drops[name].append(e.targets[0].probability - clf.probabilities(clf.row_logits([rest]))[0, y])
         assert e.targets[0].completeness_error < 0.3
     assert np.mean(drops["ig"]) > 2 * np.mean(drops["random"]), drops

@@ -200,11 +200,7 @@ class TextClassifier:
 
     def predict_proba(self, texts, pairs=None) -> np.ndarray:
         """Probabilities, columns in ``self.labels`` order (softmax; sigmoid per label for multi-label)."""
-        single = isinstance(texts, str)
-        t = [texts] if single else list(texts)
-        p = None if pairs is None else ([pairs] if isinstance(pairs, str) else list(pairs))
-        if p is not None and len(p) != len(t):
-            raise UserError(f"got {len(t)} texts but {len(p)} text pairs; give one pair per text")
+        single, t, p = as_lists(texts, pairs)
         if not t:
             probs = np.zeros((0, len(self.labels)), np.float32)
         elif self.baseline is None:
@@ -231,12 +227,8 @@ class TextClassifier:
         characters into words."""
         from bertcls.analysis.attribution import explain_one
 
-        single = isinstance(texts, str)
-        t = [texts] if single else list(texts)
-        p = [None] * len(t) if pairs is None else ([pairs] if isinstance(pairs, str) else list(pairs))
-        if len(p) != len(t):
-            raise UserError(f"got {len(t)} texts but {len(p)} text pairs; give one pair per text")
-        rows = zip(t, p)
+        single, t, p = as_lists(texts, pairs)
+        rows = zip(t, p or [None] * len(t))
         if progress:
             from tqdm.auto import tqdm
 
@@ -251,6 +243,16 @@ class TextClassifier:
 
     def __repr__(self) -> str:
         return f"TextClassifier(path={self.path!r}, labels={self.labels}, backend={self.backend!r})"
+
+
+def as_lists(texts, pairs) -> tuple[bool, list[str], list[str] | None]:
+    """(whether one text was given, the texts as a list, the pairs as a list or None), one pair per text."""
+    single = isinstance(texts, str)
+    t = [texts] if single else list(texts)
+    p = None if pairs is None else ([pairs] if isinstance(pairs, str) else list(pairs))
+    if p is not None and len(p) != len(t):
+        raise UserError(f"got {len(t)} texts but {len(p)} text pairs; give one pair per text")
+    return single, t, p
 
 
 def meta_from_config(cfg: dict) -> dict:

@@ -155,7 +155,17 @@ def jieba_words(words: list[Word], text: str, pair: str | None) -> list[Word]:
 
 
 # ---- methods -------------------------------------------------------------------------------------
-def target_ids(clf: Any, probs: np.ndarray, target: str | None) -> list[int]:
+def default_method(backend: str) -> str:
+    """Integrated Gradients where gradients exist (torch), occlusion elsewhere (ONNX)."""
+    return "ig" if backend == "torch" else "occlusion"
+
+
+def without(row: dict, drop: set[int]) -> dict:
+    """The model row with the word pieces at positions ``drop`` deleted (the row gets shorter)."""
+    return {k: [v for i, v in enumerate(row[k]) if i not in drop] for k in ("input_ids", "token_type_ids")}
+
+
+def target_ids(clf: Any, probs: np.ndarray, prediction: Any, target: str | None) -> list[int]:
     """Which labels to explain: the chosen one, else the prediction (every predicted label for
     multi-label; the most probable one when none passes its threshold)."""
     if target is not None:
@@ -163,9 +173,8 @@ def target_ids(clf: Any, probs: np.ndarray, target: str | None) -> list[int]:
             raise UserError(f"--target {target!r} is not a label of this model; its labels: {clf.labels}")
         return [clf.labels.index(target)]
     if clf.multi_label:
-        chosen = np.flatnonzero(probs >= clf.thresholds)
-        return [int(j) for j in chosen] if len(chosen) else [int(probs.argmax())]
-    return [int(probs.argmax())]
+        return [clf.labels.index(label) for label in prediction] or [int(probs.argmax())]
+    return [clf.labels.index(prediction)]
 
 
 def baseline_token(tokenizer) -> int:
@@ -222,11 +231,7 @@ def token_scores_ig(clf: Any, row: dict, targets: list[int], n_steps: int) -> tu
 
 def word_scores_occlusion(clf: Any, row: dict, words: list[Word], targets: list[int]) -> np.ndarray:
     """p(target | text) - p(target | text without the word), for every word at once (one batch)."""
-    variants = [row]
-    for w in words:
-        drop = set(w.tokens)
-        keep = [i for i in range(len(row["input_ids"])) if i not in drop]
-        variants.append({k: [row[k][i] for i in keep] for k in ("input_ids", "token_type_ids")})
+    variants = [row] + [without(row, set(w.tokens)) for w in words]
     probs = clf.probabilities(clf.row_logits(variants))
     return (probs[0][targets][:, None] - probs[1:, targets].T).astype(np.float64)
 
@@ -249,7 +254,8 @@ def explain_one(
     if zh_words == "jieba":
         words = jieba_words(words, text, pair)
     probs = clf.probabilities(clf.row_logits([row]))[0]
-    targets = target_ids(clf, probs, target)
+    prediction = clf.decide(probs[None, :])[0]
+    targets = target_ids(clf, probs, prediction, target)
     errors: list[float | None] = [None] * len(targets)
     if method == "ig":
         tokens, delta = token_scores_ig(clf, row, targets, n_steps)
@@ -270,7 +276,7 @@ def explain_one(
         text=text,
         pair=pair,
         method=method,
-        prediction=clf.decide(probs[None, :])[0],
+        prediction=prediction,
         probabilities={label: float(p) for label, p in zip(clf.labels, probs)},
         words=words,
         targets=[

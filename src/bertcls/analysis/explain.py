@@ -98,15 +98,15 @@ def output_dir(cfg: ExplainConfig) -> Path:
 
 def read_texts(cfg: ExplainConfig, meta: dict) -> tuple[list[str], list[str] | None, int]:
     """The first --max-texts texts (and pairs) of --file, and how many rows the file has."""
+    from bertcls.core.data import Columns, check_columns
     from bertcls.core.readers import detect_format, iter_records
 
     fmt = detect_format(Path(cfg.file))
     text_col = "text" if fmt == "lines" else cfg.text_column or meta.get("text_column") or "text"
     pair_col = None if fmt == "lines" else cfg.text_pair_column or meta.get("text_pair_column")
     names, records = iter_records(cfg.file, cfg.encoding, fmt)
-    for col, flag in ((text_col, "--text-column"), (pair_col, "--text-pair-column")):
-        if col is not None and fmt != "jsonl" and col not in names:
-            raise UserError(f"{cfg.file}: no column {col!r} (columns: {', '.join(names)}); pass {flag}")
+    if fmt != "jsonl":  # a JSON line may bring keys the first one lacked: those rows are checked one by one
+        check_columns(Path(cfg.file), names, Columns(text=text_col, text_pair=pair_col, label=None), False)
     texts, pairs, n = [], [], 0
     for row, rec in records:
         n += 1
@@ -155,15 +155,16 @@ def run(cfg: ExplainConfig) -> dict:
         progress=len(texts) > 20,
     )
     table = summary(explanations, cfg.top) if cfg.summary else None
+    html = page(explanations, f"Why {Path(cfg.model_dir).name} said so")
     with staged_dir(out) as tmp:
         save_yaml(cfg, tmp / CONFIG_FILE)
         lines = [json.dumps(e.to_dict(), ensure_ascii=False) for e in explanations]
         atomic_write_text(tmp / "explanations.jsonl", "\n".join(lines) + "\n")
-        atomic_write_text(tmp / "report.html", page(explanations, f"Why {Path(cfg.model_dir).name} said so"))
+        atomic_write_text(tmp / "report.html", html)
         if table is not None:
             write_summary(table, tmp)
     if cfg.output:
-        atomic_write_text(cfg.output, (out / "report.html").read_text(encoding="utf-8"))
+        atomic_write_text(cfg.output, html)
     errors = [
         t.completeness_error for e in explanations for t in e.targets if t.completeness_error is not None
     ]
@@ -200,7 +201,8 @@ def summarize(result: dict) -> str:
         lines.append(
             f"IG completeness error at most {result['max_completeness_error']:.4f} (probability units; raise --steps to lower it)"
         )
+    also = f" (and {result['output']})" if result["output"] else ""
     lines.append(
-        f"report: {out / 'report.html'}; scores with character offsets: {out / 'explanations.jsonl'}"
+        f"report: {out / 'report.html'}{also}; scores with character offsets: {out / 'explanations.jsonl'}"
     )
     return "\n".join(lines)

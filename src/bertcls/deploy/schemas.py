@@ -125,7 +125,9 @@ def check_explain(
         raise Rejected(422, f"target {req.target!r} is not a label of this model; its labels: {labels}")
     if req.method == "ig" and backend != "torch":
         raise Rejected(422, "method 'ig' needs gradients and this server runs ONNX; send method 'occlusion'")
-    return req.method or ("ig" if backend == "torch" else "occlusion")
+    from bertcls.analysis.attribution import default_method
+
+    return req.method or default_method(backend)
 
 
 def check_classify(req: ClassifyRequest | ExplainRequest, limits: Limits, pair_model: bool) -> None:

@@ -164,7 +164,9 @@ def explain_errors(clf, data: TextData, probs: np.ndarray, wrong: list[int], n: 
     """The n most confident mistakes -> 'word (+score); ...': the five words that pushed hardest
     towards each wrongly predicted label."""
     worst = sorted(wrong, key=lambda i: -float(probs[i].max()))[:n]
-    method = "ig" if clf.backend == "torch" else "occlusion"
+    from bertcls.analysis.attribution import default_method
+
+    method = default_method(clf.backend)
     pairs = None if data.pairs is None else [data.pairs[i] for i in worst]
     found = clf.explain([data.texts[i] for i in worst], pairs, method=method, progress=len(worst) > 20)
     return {
