@@ -126,8 +126,16 @@ def main() -> None:
         help="--time-only with the models kept by another run (a JSON), read at --max-length: inference "
         "speed depends on the architecture and the windows, not on the weights",
     )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        help="no training: join these JSONs of one cell (other seeds) into --out, mean +- std over all",
+    )
     a = p.parse_args()
     out = Path(a.out or HERE / "results" / f"longtext_{Path(a.data).name}_L{a.max_length}.json")
+    if a.merge:
+        return merge(a.merge, out)
     if a.time_only:
         return retime(a, out)
     strategies = a.strategies.split(",")
@@ -142,15 +150,7 @@ def main() -> None:
     first = {r["strategy"]: r["dir"] for r in rows if r["seed"] == int(a.seeds.split(",")[0])}
     for s in strategies:  # each strategy's own model, timed with its own strategy
         cost[s] = texts_per_s(first[s], texts, s)
-    summary = {}
-    for s in strategies:
-        mine = [r for r in rows if r["strategy"] == s]
-        for key in ("test_accuracy", "test_f1_macro", "validation_accuracy", "ensemble_test_accuracy"):
-            for suffix in ("", "_max"):
-                if all(key + suffix in r for r in mine):
-                    v = np.array([r[key + suffix] for r in mine])
-                    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-                    summary[f"{s}:{key}{suffix}"] = [float(v.mean()), sd]
+    summary = mean_std(rows, strategies)
     kept = {}
     for r in rows:
         where = r.pop("dir")
@@ -183,6 +183,43 @@ def main() -> None:
             t, v = summary[f"{s}:test_accuracy_max"], summary[f"{s}:validation_accuracy_max"]
             print(f"{'  max pool':<10} test accuracy {t[0]:.4f} +- {t[1]:.4f} (validation {v[0]:.4f})")
     print(f"wrote {out}")
+
+
+def mean_std(rows: list[dict], strategies: list[str]) -> dict:
+    """Per strategy and score: [mean, sample std] over the seeds' rows."""
+    summary = {}
+    for s in strategies:
+        mine = [r for r in rows if r["strategy"] == s]
+        for key in ("test_accuracy", "test_f1_macro", "validation_accuracy", "ensemble_test_accuracy"):
+            for suffix in ("", "_max"):
+                if mine and all(key + suffix in r for r in mine):
+                    v = np.array([r[key + suffix] for r in mine])
+                    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+                    summary[f"{s}:{key}{suffix}"] = [float(v.mean()), sd]
+    return summary
+
+
+def merge(paths: list[str], out: Path) -> None:
+    """Join the seeds of several runs of one cell (same data, model, max length) into one JSON; the
+    first file's inference timings and kept models are kept. A seed given twice is an error."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    first = parts[0]
+    for p, part in zip(paths, parts):
+        for key in ("data", "model", "max_length"):
+            if part[key] != first[key]:
+                raise SystemExit(f"{p}: {key} {part[key]!r} differs from {paths[0]}'s {first[key]!r}")
+    rows = [r for part in parts for r in part["runs"]]
+    seen = [(r["strategy"], r["seed"]) for r in rows]
+    if len(seen) != len(set(seen)):
+        raise SystemExit(f"a (strategy, seed) occurs twice in {paths}")
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows))
+    merged = first | {"runs": rows, "mean_std": mean_std(rows, strategies)}
+    merged["commands"] = [part["command"] for part in parts]
+    out.write_text(json.dumps(merged, indent=2))
+    seeds = sorted({r["seed"] for r in rows})
+    print(f"merged {len(rows)} runs (seeds {seeds}) into {out}")
+    for key, (m, sd) in merged["mean_std"].items():
+        print(f"  {key:<40} {m:.4f} +- {sd:.4f}")
 
 
 def retime(a, out: Path) -> None:

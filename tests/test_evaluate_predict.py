@@ -19,7 +19,7 @@ def test_evaluate_writes_report_and_reports_unseen_labels(trained_tiny, tmp_path
     out = tmp_path / "ev"
     assert main(["evaluate", str(trained_tiny), "--file", str(f), "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].split() == ["split", "rows", "accuracy", "macro-F1", "loss"]
+    assert printed[0].split() == ["split", "rows", "accuracy", "macro-F1", "loss", "PR-AUC", "ECE"]
     assert printed[1].split()[:2] == ["evaluated", "33"]
     assert printed[2] == "labels the model never saw (counted as errors): {'neutral': 3}"
     assert printed[3].endswith(
@@ -31,8 +31,11 @@ def test_evaluate_writes_report_and_reports_unseen_labels(trained_tiny, tmp_path
         "confusion_matrix.json",
         "confusion_matrix.png",
         "misclassified.csv",
+        "reliability.png",
+        "pr_curve.png",
     }
     m = json.loads((out / "metrics.json").read_text())
+    assert 0 <= m["ece"] <= 1 and 0 <= m["pr_auc"] <= 1  # over the 30 rows with a label the model knows
     assert m["per_class"]["neutral"]["recall"] == 0.0 and m["per_class"]["neutral"]["support"] == 3
     for k in ("accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_weighted"):
         assert 0 <= m[k] <= 1

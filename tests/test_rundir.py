@@ -239,7 +239,7 @@ def test_train_summary_is_a_short_table(trained_tiny):
     text = summarize(result)
     lines = text.splitlines()
     assert len(lines) <= 6 and "{" not in text  # header, model, TF-IDF, verdict, time, where
-    assert lines[0].split() == ["split", "rows", "accuracy", "macro-F1", "loss"]
+    assert lines[0].split() == ["split", "rows", "accuracy", "macro-F1", "loss", "PR-AUC", "ECE"]
     assert lines[1].split()[:3] == ["test", "40", f"{result['test']['accuracy']:.4f}"]
     assert lines[2].split()[:2] == ["test", "TF-IDF"] and lines[3].startswith("BERT ")
     assert f"model saved to {trained_tiny}" in text

@@ -217,7 +217,12 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
     # 'bertcls evaluate' on a multi-label model: per-label counts are those of the saved model's decisions.
     ev = tmp_path / "ev"
     assert main(["evaluate", str(out), "--file", str(tmp_path / "dev.jsonl"), "--output-dir", str(ev)]) == 0
-    assert {p.name for p in ev.iterdir()} == {"metrics.json", "confusion_matrix.png", "misclassified.csv"}
+    assert {p.name for p in ev.iterdir()} == {
+        "metrics.json",
+        "confusion_matrix.png",
+        "misclassified.csv",
+        "reliability.png",
+    }
     em = json.loads((ev / "metrics.json").read_text())
     clf.thresholds = np.asarray(meta["thresholds"], dtype=np.float32)
     decided = np.array([[lab in p for lab in meta["labels"]] for p in clf.predict(texts)])

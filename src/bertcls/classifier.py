@@ -39,6 +39,10 @@ class TextClassifier:
         self.thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
         self.max_length: int = int(meta.get("max_length", 512))
         self.batch_size = 64
+        from bertcls.core.decision import Decision
+
+        # binary, trained with --tune-threshold: the positive class's decision threshold (None = argmax)
+        self.decision = Decision.from_meta(meta)
         from bertcls.core.longtext import LongText
 
         # how texts past max_length are read: what training used (bertcls.json), unless overridden
@@ -55,6 +59,10 @@ class TextClassifier:
         self.baseline = self.load_baseline()
         if self.multi_label and self.ensemble.thresholds:
             self.thresholds = np.asarray(self.ensemble.thresholds, dtype=np.float32)
+        if self.ensemble.threshold is not None:  # tuned on the combined probabilities
+            from bertcls.core.decision import Decision
+
+            self.decision = Decision.from_meta(self.meta, self.ensemble.threshold)
 
     def load_baseline(self) -> Any:
         """The TF-IDF baseline saved beside the model (one-line error when missing or corrupt)."""
@@ -181,10 +189,12 @@ class TextClassifier:
         return sigmoid(logits) if self.multi_label else softmax(logits)
 
     def decide(self, probs: np.ndarray) -> list[Any]:
-        """Probabilities -> labels (argmax, or per-label thresholds for multi-label)."""
+        """Probabilities -> labels (argmax; per-label thresholds for multi-label; the positive class's
+        threshold for a binary model trained with --tune-threshold)."""
         if self.multi_label:
             return [[self.labels[j] for j in np.flatnonzero(p >= self.thresholds)] for p in probs]
-        return [self.labels[j] for j in probs.argmax(axis=1)]
+        ids = self.decision.predict_ids(probs) if self.decision else probs.argmax(axis=1)
+        return [self.labels[j] for j in ids]
 
     @overload
     def predict(self, texts: str, pairs: str | None = None) -> Any: ...

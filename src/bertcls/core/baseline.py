@@ -110,7 +110,12 @@ def _classifier(c: float):
 
 
 def fit(
-    train: TextData, validation: TextData, labels: list[str], multi: bool, metric: str
+    train: TextData,
+    validation: TextData,
+    labels: list[str],
+    multi: bool,
+    metric: str,
+    positive: int | None = None,
 ) -> tuple[Baseline, dict]:
     """Fit on ``train``, choose C on ``validation`` by ``metric``; returns the baseline and a report
     (analyzer, C, seconds, validation metrics, and for multi-label the tuned thresholds)."""
@@ -146,7 +151,7 @@ def fit(
         steps = [("hash", hashing), ("tfidf", tfidf), ("used", used), ("clf", clf)]
         candidate = Baseline(Pipeline(steps), labels, multi)
         probs = candidate.columns(clf.predict_proba(x_val))
-        m = score_logits(as_logits(probs, multi), validation, labels, multi, tune=multi)
+        m = score_logits(as_logits(probs, multi), validation, labels, multi, tune=multi, positive=positive)
         by_c[c] = m.get(metric)
         if best is None or (m.get(metric) is not None and metrics.is_better(metric, m[metric], best[1])):
             best = (candidate, m[metric], m, c)
@@ -245,13 +250,15 @@ def compare(
     bert_test: np.ndarray | None,
     out: Path,
     method: str = "stack",
+    positive: int | None = None,
+    tune_threshold: bool = False,
 ) -> tuple[dict, dict]:
     """End of `bertcls train`: fit the baseline, score it on validation and test beside the BERT, save it
-    in ``out``, and when ``bert_val`` (BERT's validation probabilities) is given choose the ensemble.
-    Returns the entries for metrics.json and for bertcls.json."""
+    in ``out``, and when ``bert_val`` (BERT's validation probabilities) is given choose the ensemble (and
+    with ``tune_threshold`` its binary decision threshold for class ``positive``). Returns the entries for metrics.json and for bertcls.json."""
     t0 = time.perf_counter()
     try:
-        base, report = fit(splits.train, splits.validation, labels, multi, metric)
+        base, report = fit(splits.train, splits.validation, labels, multi, metric, positive)
     except UserError as e:  # the trained model is kept: a baseline that cannot be fitted is only reported
         skipped = "baseline" + (" and ensemble" if bert_val is not None else "")
         log.warning("%s skipped: %s", skipped, e)
@@ -260,7 +267,9 @@ def compare(
     test_probs = None
     if splits.test is not None:
         test_probs = base.predict_proba(splits.test.texts, splits.test.pairs)
-        report["test"] = score_logits(as_logits(test_probs, multi), splits.test, labels, multi, thresholds)
+        report["test"] = score_logits(
+            as_logits(test_probs, multi), splits.test, labels, multi, thresholds, positive=positive
+        )
     save(base, out / BASELINE_FILE)
     log.info(
         "baseline %s (%s, C=%s) in %.1f s: %s",
@@ -276,7 +285,17 @@ def compare(
     result = {"baseline": report}
     if bert_val is not None:
         result["ensemble"], meta["ensemble"] = _ensemble(
-            base, splits, labels, multi, metric, bert_val, bert_test, test_probs, method
+            base,
+            splits,
+            labels,
+            multi,
+            metric,
+            bert_val,
+            bert_test,
+            test_probs,
+            method,
+            positive,
+            tune_threshold,
         )
     # what the baseline (and the ensemble) added to the run's wall time
     report["total_seconds"] = round(time.perf_counter() - t0, 2)
@@ -284,17 +303,29 @@ def compare(
 
 
 def _ensemble(
-    base, splits, labels, multi, metric, bert_val, bert_test, test_probs, method
+    base, splits, labels, multi, metric, bert_val, bert_test, test_probs, method, positive, tune_threshold
 ) -> tuple[dict, dict]:
     from bertcls.core import ensemble
 
     val_probs = base.predict_proba(splits.validation.texts, splits.validation.pairs)
-    ens, val_m = ensemble.fit(bert_val, val_probs, splits.validation, labels, multi, metric, method)
+    ens, val_m = ensemble.fit(
+        bert_val, val_probs, splits.validation, labels, multi, metric, method, positive, tune_threshold
+    )
     report = {"method": ens.method, "weight": ens.weight, "validation": val_m}
+    if ens.threshold is not None:
+        report["decision_threshold"] = ens.threshold
     if bert_test is not None and test_probs is not None:
         t = None if ens.thresholds is None else np.asarray(ens.thresholds)
         mixed = ens.combine(bert_test, test_probs, multi)
-        report["test"] = score_logits(as_logits(mixed, multi), splits.test, labels, multi, t)
+        report["test"] = score_logits(
+            as_logits(mixed, multi),
+            splits.test,
+            labels,
+            multi,
+            t,
+            decision=ens.decision(positive),
+            positive=positive,
+        )
     log.info("ensemble: %s, fitted on validation", ens.describe())
     meta = ens.as_meta() | {"metrics": split_scalars(report)}
     return report, meta

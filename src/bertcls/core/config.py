@@ -90,6 +90,8 @@ def _coerce(value: Any, tp: Any, name: str, source: str) -> Any:
                 value = [v for v in value.split(",") if v.strip()] if value else []
             if not isinstance(value, (list, tuple)):
                 raise ValueError
+            if inner in (int, float):  # numbers: "--seeds 0,1,2" as well as "--seeds 0 1 2"
+                value = [x for v in value for x in (v.split(",") if isinstance(v, str) else [v]) if x != ""]
             return [_coerce(v, inner, name, source) for v in value]
         if base is bool:
             if isinstance(value, bool):
@@ -265,6 +267,26 @@ def check_resume(resume: bool, overwrite: bool, output_dir: str | None) -> None:
         resume,
         "--resume needs --output-dir of the run to continue",
     )
+
+
+@dataclasses.dataclass
+class TrackingArgs:
+    """Experiment tracking options (``core.tracking``): off by default, each backend an optional extra."""
+
+    report_to: list[str] = dataclasses.field(default_factory=list)
+    """Also log parameters, per-step metrics and the final artefacts to: tensorboard (event files in the run directory's tensorboard/), mlflow (see --mlflow-uri); comma-separated. Needs pip install 'bertcls[tracking]'."""
+    mlflow_uri: str | None = None
+    """MLflow tracking store (default: $MLFLOW_TRACKING_URI, else sqlite:///<the output directory's parent>/mlflow.db, shared by the runs there)."""
+    mlflow_experiment: str = "bertcls"
+    """MLflow experiment name."""
+
+    def check_tracking(self) -> None:
+        from bertcls.core.tracking import BACKENDS
+
+        # "--report-to tensorboard,mlflow" as well as "--report-to tensorboard mlflow"
+        self.report_to = [x.strip() for r in self.report_to for x in r.split(",") if x.strip()]
+        bad = [r for r in self.report_to if r not in BACKENDS]
+        require(not bad, "report_to", ",".join(self.report_to), f"choose from {', '.join(BACKENDS)}")
 
 
 @dataclasses.dataclass

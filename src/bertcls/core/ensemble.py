@@ -36,6 +36,13 @@ class Ensemble:
     coef: list | None = None  # stack: (classes, 2 * classes) single-label; (labels, 2) multi-label
     intercept: list | None = None
     thresholds: list | None = None  # multi-label: tuned on validation on the combined probabilities
+    threshold: float | None = None  # binary --tune-threshold: the positive class's, on the combined ones
+
+    def decision(self, positive: int | None):
+        """The binary decision rule for class ``positive`` (None: argmax)."""
+        from bertcls.core.decision import Decision
+
+        return None if self.threshold is None or positive is None else Decision(positive, self.threshold)
 
     def combine(self, bert: np.ndarray, base: np.ndarray, multi: bool) -> np.ndarray:
         if self.method == "weight":
@@ -56,7 +63,7 @@ class Ensemble:
 
     @classmethod
     def from_meta(cls, saved: dict) -> Ensemble:
-        keep = {k: saved.get(k) for k in ("weight", "coef", "intercept", "thresholds")}
+        keep = {k: saved.get(k) for k in ("weight", "coef", "intercept", "thresholds", "threshold")}
         return cls(method=saved.get("method", "weight"), **keep)
 
 
@@ -118,11 +125,23 @@ def fit(
     multi: bool,
     metric: str,
     method: str = "stack",
+    positive: int | None = None,
+    tune_threshold: bool = False,
 ) -> tuple[Ensemble, dict]:
-    """The ensemble and its validation metrics (multi-label: at thresholds tuned on validation)."""
+    """The ensemble and its validation metrics (multi-label: at thresholds tuned on validation; binary with
+    ``tune_threshold``: at class ``positive``'s threshold tuned on the combined validation probabilities)."""
     ens = fit_stack(bert, base, validation, labels, multi) if method == "stack" else None
     if ens is None:
         ens = fit_weight(bert, base, validation, labels, multi, metric)
-    m = score_logits(as_logits(ens.combine(bert, base, multi), multi), validation, labels, multi, tune=multi)
+    mixed = ens.combine(bert, base, multi)
+    if tune_threshold and positive is not None:
+        from bertcls.core.decision import tune
+
+        ids = np.asarray(label_targets(validation, labels, False))
+        ens.threshold = tune(mixed, ids, positive, metric).threshold
+    decision = ens.decision(positive)
+    m = score_logits(
+        as_logits(mixed, multi), validation, labels, multi, tune=multi, decision=decision, positive=positive
+    )
     ens.thresholds = m.pop("thresholds", None)
     return ens, m

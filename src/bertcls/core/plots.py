@@ -188,3 +188,65 @@ def word_bars(table: dict[str, list[tuple[str, float, int]]], path: str | os.Pat
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def reliability(
+    panels: Sequence[tuple[str, dict]], path: str | os.PathLike, title: str = "", multi: bool = False
+) -> None:
+    """Reliability diagram: per confidence bin, observed accuracy against mean confidence (the diagonal is
+    perfect calibration), one line per ``(name, core.calibration.reliability(...))`` panel, e.g. before
+    and after temperature scaling; ECE in the legend."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfectly calibrated")
+    for name, r in panels:
+        bins = r["bins"]
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            "o-",
+            label=f"{name}: ECE {r['ece']:.4f}",
+        )
+    ax.set_xlabel("predicted probability" if multi else "confidence (top label's probability)")
+    ax.set_ylabel("observed frequency" if multi else "accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def pr_curve(
+    y: np.ndarray,
+    scores: np.ndarray,
+    path: str | os.PathLike,
+    positive: str,
+    threshold: float = 0.5,
+    title: str = "",
+) -> None:
+    """Precision-recall curve of the positive class (average precision in the legend), with the operating
+    point at ``threshold`` (the tuned decision threshold, or 0.5 = argmax for two classes) marked."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    plt = _plt()
+    precision, recall, _ = precision_recall_curve(y, scores)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"{positive}: AP {average_precision_score(y, scores):.4f}")
+    pred = scores >= threshold
+    tp = float((pred & y).sum())
+    p_at = tp / max(1.0, float(pred.sum()))
+    r_at = tp / max(1.0, float(y.sum()))
+    ax.plot([r_at], [p_at], "o", color="red", label=f"threshold {threshold:.2f}: P {p_at:.3f}, R {r_at:.3f}")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    _save(fig, path)
+    plt.close(fig)

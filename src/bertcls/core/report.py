@@ -14,12 +14,12 @@ import numpy as np
 
 from bertcls import __version__
 from bertcls.core import metrics, plots
-from bertcls.core.config import to_dict
+from bertcls.core.cards import fmt, model_card
 from bertcls.core.io import atomic_write_text
 from bertcls.core.models import META_FILE
 from bertcls.core.multilabel import label_priors, learning_checks
 from bertcls.core.rundir import HISTORY_FILE, RunDir, save_model_dir, write_history
-from bertcls.core.scoring import label_summary, label_targets, scalar, score, split_scalars
+from bertcls.core.scoring import label_summary, label_targets, scalar, score, score_logits, split_scalars
 
 log = logging.getLogger("bertcls")
 
@@ -36,6 +36,8 @@ RUN_FILES = (
     "metrics.json",
     "learning_curve.png",
     "confusion_matrix.png",
+    "reliability.png",
+    "pr_curve.png",  # binary tasks
     "README.md",
     "train.log",
     "baseline.skops",  # unless --no-baseline
@@ -61,32 +63,71 @@ class FinishedRun:
     def multi(self) -> bool:
         return bool(self.cfg.multi_label)
 
+    val_logits: np.ndarray | None = None  # validation logits of the final model, once computed
+
+    @property
+    def positive(self) -> int | None:
+        """Binary tasks: the class PR-AUC, the PR curve and --tune-threshold are about."""
+        return self.state.get("positive")
+
     def score(
-        self, enc: list[dict], data, thresholds: list[float] | None = None, tune: bool = False
+        self, enc: list[dict], data, thresholds: list[float] | None = None, tune: bool = False, decision=None
     ) -> tuple[dict, np.ndarray]:
         t = None if thresholds is None else np.asarray(thresholds)
         pad = self.tokenizer.pad_token_id
         cfg = self.cfg
         return score(
-            self.model, enc, data, self.labels, self.multi, cfg.eval_batch_size, pad, t, tune, cfg.pooling
+            self.model,
+            enc,
+            data,
+            self.labels,
+            self.multi,
+            cfg.eval_batch_size,
+            pad,
+            t,
+            tune,
+            cfg.pooling,
+            decision,
+            self.positive,
         )
+
+    def score_validation(self, tune: bool = False, decision=None) -> tuple[dict, np.ndarray]:
+        """Validation metrics of the final model; its logits are computed once and kept."""
+        if self.val_logits is None:
+            _, self.val_logits = self.score(self.enc_val, self.splits.validation)
+        m = score_logits(
+            self.val_logits,
+            self.splits.validation,
+            self.labels,
+            self.multi,
+            tune=tune,
+            decision=decision,
+            positive=self.positive,
+        )
+        return m, self.val_logits
+
+    def targets(self, data) -> np.ndarray:
+        """Class ids (-1 = unknown label), or the 0/1 matrix for multi-label."""
+        t = label_targets(data, self.labels, self.multi)
+        return np.stack(t).astype(int) if self.multi else np.asarray(t)
 
 
 def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None, np.ndarray | None]:
     """Validation metrics of the best model (for multi-label with thresholds tuned on validation), and
     its validation logits when they were computed (the ensemble needs them)."""
     saved = r.run.best / "validation_metrics.json"
-    if (
-        not r.multi and saved.is_file() and not r.cfg.ensemble
-    ):  # the best checkpoint's validation scores, computed when it was chosen
+    cfg = r.cfg
+    later = cfg.ensemble or cfg.tune_threshold or cfg.calibrate != "none"  # these need validation logits
+    if not r.multi and saved.is_file() and not later:
+        # the best checkpoint's validation scores, computed when it was chosen
         return json.loads(saved.read_text(encoding="utf-8")), None, None
     # one forward pass: multi-label thresholds are tuned on these logits and the metrics taken at them
-    val_m, val_logits = r.score(r.enc_val, r.splits.validation, tune=r.multi)
+    val_m, val_logits = r.score_validation(tune=r.multi)
     if not r.multi:
         return val_m, None, val_logits
     thresholds = val_m.pop("thresholds")
     log.info("tuned thresholds: %s", dict(zip(r.labels, thresholds)))
-    y_val = np.stack(label_targets(r.splits.validation, r.labels, True)).astype(int)
+    y_val = r.targets(r.splits.validation)
     probs = metrics.sigmoid(val_logits)
     priors = label_priors(label_targets(r.splits.train, r.labels, True))
     prior_m, warnings = learning_checks(y_val, probs, priors, r.labels, r.cfg.metric, val_m)
@@ -119,38 +160,50 @@ def _train_summary(r: FinishedRun) -> dict:
 
 def finish_run(r: FinishedRun) -> dict:
     """Write the finished model into the run's working directory (``publish`` moves it into place)."""
+    from bertcls.core import probabilities
     from bertcls.core.longtext import encode_long
 
     cfg, out = r.cfg, r.run.work
+    calibrated = probabilities.calibrate(r)  # first: everything after sees the calibrated model
     val_m, thresholds, val_logits = _validation_scores(r)
+    decision = probabilities.decide(r, val_logits)
+    if decision is not None:
+        val_m = r.score_validation(decision=decision)[0] | {"decision_threshold": decision.threshold}
     if fit_warning := r.state.get("language_fit", {}).get("warning"):
         val_m.setdefault("warnings", []).insert(0, fit_warning)
     result: dict = {"validation": val_m}
-    shown, shown_name = val_m, "validation"
+    shown, shown_name, shown_data, shown_logits = val_m, "validation", r.splits.validation, val_logits
     test_logits = None
     if r.splits.test is not None:
         test = r.splits.test
         enc_test = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
-        result["test"], test_logits = r.score(enc_test, r.splits.test, thresholds)
-        shown, shown_name = result["test"], "test"
+        result["test"], test_logits = r.score(enc_test, r.splits.test, thresholds, decision=decision)
+        shown, shown_name, shown_data, shown_logits = result["test"], "test", test, test_logits
         log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(shown).items() if k != "n"))
+        probabilities.calibrate_test(calibrated, test_logits, r.targets(test), r.multi)
+    if calibrated is not None:
+        result["calibration"] = calibrated
     result["train"] = _train_summary(r)
     compared, compared_meta = _compare(r, val_logits, test_logits)
     result |= compared
-    meta = {
-        "bertcls_version": __version__,
-        "task": "multi_label" if r.multi else "single_label",
-        "labels": r.labels,
-        "thresholds": thresholds,
-        "max_length": cfg.max_length,
-        "long_text": cfg.long_text_spec().as_dict(),
-        "text_column": cfg.text_column,
-        "text_pair_column": cfg.text_pair_column,
-        "label_column": cfg.label_column,
-        "base_model": cfg.model,
-        "base_model_path": r.model_path,
-        "metrics": split_scalars(result),
-    } | compared_meta
+    meta = (
+        {
+            "bertcls_version": __version__,
+            "task": "multi_label" if r.multi else "single_label",
+            "labels": r.labels,
+            "thresholds": thresholds,
+            "max_length": cfg.max_length,
+            "long_text": cfg.long_text_spec().as_dict(),
+            "text_column": cfg.text_column,
+            "text_pair_column": cfg.text_pair_column,
+            "label_column": cfg.label_column,
+            "base_model": cfg.model,
+            "base_model_path": r.model_path,
+            "metrics": split_scalars(result),
+        }
+        | probabilities.meta(r, calibrated, decision)
+        | compared_meta
+    )
     save_model_dir(r.model, r.tokenizer, out, (META_FILE, meta))
     write_history(out / HISTORY_FILE, r.history)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
@@ -159,6 +212,19 @@ def finish_run(r: FinishedRun) -> dict:
     per_label = " per label" if r.multi else ""
     plots.confusion(
         shown, out / "confusion_matrix.png", f"{shown_name} confusion matrix{per_label} ({title})"
+    )
+    if shown_logits is None:  # single-label validation scores came from the checkpoint: logits now
+        _, shown_logits = r.score_validation()
+    probabilities.draw(
+        out,
+        metrics.sigmoid(shown_logits) if r.multi else metrics.softmax(shown_logits),
+        r.targets(shown_data),
+        r.multi,
+        r.labels,
+        r.positive,
+        decision,
+        calibrated and calibrated["temperature"],
+        f"{shown_name}, the model alone ({title})",
     )
     atomic_write_text(out / "README.md", model_card(cfg, r.run.final, result, meta))
     if not cfg.keep_checkpoints:
@@ -176,11 +242,14 @@ def metrics_lines(m: dict, split: str, more: list[tuple[str, dict]] = ()) -> lis
         if multi
         else [("accuracy", "accuracy"), ("macro-F1", "f1_macro"), ("loss", "loss")]
     )
+    if "pr_auc" in m:  # binary: the positive class's precision-recall area
+        cols.append(("PR-AUC", "pr_auc"))
+    cols.append(("ECE", "ece"))
     width = max([10] + [len(name) for name, _ in more])
     head = f"{'split':<{width}} {'rows':>6}" + "".join(f" {name:>9}" for name, _ in cols)
     rows = [(split, m), *more]
     return [head] + [
-        f"{name:<{width}} {x['n']:>6}" + "".join(f" {_fmt(x.get(k, '')):>9}" for _, k in cols)
+        f"{name:<{width}} {x['n']:>6}" + "".join(f" {fmt(x.get(k, '')):>9}" for _, k in cols)
         for name, x in rows
     ]
 
@@ -196,7 +265,16 @@ def _compare(r: FinishedRun, val_logits, test_logits) -> tuple[dict, dict]:
     bert_test = None if test_logits is None else probs(test_logits)
     cfg = r.cfg
     return baseline.compare(
-        r.splits, r.labels, r.multi, cfg.metric, bert_val, bert_test, r.run.work, cfg.ensemble_method
+        r.splits,
+        r.labels,
+        r.multi,
+        cfg.metric,
+        bert_val,
+        bert_test,
+        r.run.work,
+        cfg.ensemble_method,
+        r.positive,
+        cfg.tune_threshold,
     )
 
 
@@ -233,159 +311,3 @@ def summary_table(result: dict) -> str:
             else []
         )
     )
-
-
-def hyperparameters(cfg, skip: tuple = (None,), drop: tuple[str, ...] = ()) -> str:
-    """The model cards' YAML block: every option that was set."""
-    items = [(k, v) for k, v in to_dict(cfg).items() if k not in drop and not any(v == x for x in skip)]
-    return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in items)
-
-
-def _fmt(v) -> str:
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def model_card(cfg, out: Path, result: dict, meta: dict) -> str:
-    name = cfg.name or out.name
-    data = cfg.dataset and f"built-in dataset `{cfg.dataset}`" or f"`{cfg.train_file}`"
-    keys = ["accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro", "recall_macro", "loss"]
-    if meta["task"] == "multi_label":
-        keys = ["f1_micro", "f1_macro", "f1_samples", "subset_accuracy", "hamming_loss", "loss"]
-    rows = []
-    for split in ("validation", "test"):
-        if split in result:
-            rows.append(
-                f"| {split} | {result[split]['n']} | "
-                + " | ".join(_fmt(result[split].get(k, "")) for k in keys)
-                + " |"
-            )
-    tr = result["train"]
-    labels = ", ".join(f"`{lab}`" for lab in meta["labels"])
-    return f"""---
-library_name: transformers
-pipeline_tag: text-classification
-base_model: {cfg.model}
-tags: [bertcls, text-classification]
----
-
-# {name}
-
-A {"multi-label" if meta["task"] == "multi_label" else "single-label"} text classifier fine-tuned with
-bertcls {__version__} from base model `{cfg.model}`.
-
-- **Labels** ({len(meta["labels"])}): {labels}
-- **Training data**: {data}; {tr["n_train"]} training rows, {tr["n_validation"]} validation rows.
-  Label counts (train): {json.dumps(tr["label_counts"], ensure_ascii=False)}
-- **Training**: {tr["steps"]} optimizer steps, {tr["runtime_s"]} s, {tr["samples_per_s"]} samples/s, precision {tr["precision"]};
-  best validation {cfg.metric} at step {tr["best_step"]}{" (stopped early)" if tr["stopped_early"] else ""}.
-{"- **Decision thresholds** (tuned per label on validation): " + json.dumps(dict(zip(meta["labels"], meta["thresholds"]))) if meta["thresholds"] else ""}
-
-## Metrics
-
-| split | n | {" | ".join(keys)} |
-|---|---|{"---|" * len(keys)}
-{chr(10).join(rows)}
-
-{baseline_section(result, keys[:2])}
-Full per-class reports and the confusion matrix are in `metrics.json`; curves in `learning_curve.png`,
-the confusion matrix in `confusion_matrix.png`; the per-evaluation log in `metrics.jsonl`.
-
-## How to use
-
-```python
-from transformers import pipeline
-clf = pipeline("text-classification", model="{out}")
-clf("your text here")
-```
-
-```python
-from bertcls import TextClassifier
-clf = TextClassifier.from_pretrained("{out}")
-clf.predict(["your text here"])
-```
-
-```bash
-bertcls predict {out} --file texts.csv --output predictions.csv
-```
-
-## Hyperparameters
-
-```yaml
-{hyperparameters(cfg, skip=(None,), drop=("name",))}
-```
-"""
-
-
-def baseline_section(result: dict, keys: list[str]) -> str:
-    """The model card's comparison with the TF-IDF baseline (and the ensemble), when one was fitted."""
-    from bertcls.core.baseline import comparison_line
-
-    base = result.get("baseline")
-    if not base:
-        return ""
-    ens = result.get("ensemble")
-    rows = []
-    for split in ("validation", "test"):
-        for name, m in (("this model", result), ("TF-IDF baseline", base), ("ensemble", ens or {})):
-            if split in m:
-                rows.append(
-                    f"| {name} | {split} | " + " | ".join(_fmt(m[split].get(k, "")) for k in keys) + " |"
-                )
-    use = (
-        f"`TextClassifier`, `bertcls predict`, `evaluate` and `serve` use the ensemble ({ens['method']}, "
-        f"fitted on validation; `--no-ensemble` for the model alone). Plain `transformers` loads the model alone."
-        if ens
-        else "Add `--ensemble` to `bertcls train` to combine the two."
-    )
-    return f"""
-## Against a classical baseline
-
-{comparison_line(result, result["train"].get("metric", "f1_macro"))}.
-The baseline is {base["model"]} ({base["analyzer"]}, C={base["C"]}, {base["features"]} features, fitted
-in {base["fit_seconds"]} s on the same training split), saved as `baseline.skops`. {use}
-
-| model | split | {" | ".join(keys)} |
-|---|---|{"---|" * len(keys)}
-{chr(10).join(rows)}
-"""
-
-
-def pretrain_card(cfg, out: Path, result: dict) -> str:
-    """The README.md of a `bertcls pretrain` run."""
-    ev, tr, mo = result["eval"] or {}, result["train"], result["model"]
-    init = (
-        f"continued from `{cfg.model}`"
-        if cfg.model
-        else f"random initialisation, tokenizer `{cfg.tokenizer}`"
-    )
-    scores = (
-        f"held-out MLM accuracy {ev['mlm_accuracy']:.4f} (loss {ev['mlm_loss']:.4f}), NSP accuracy "
-        f"{ev['nsp_accuracy']:.4f} on {ev['n']} instances"
-        if ev
-        else "no held-out evaluation"
-    )
-    return f"""---
-library_name: transformers
-tags: [bertcls, bert, fill-mask, pretraining]
----
-
-# {out.name}
-
-A BERT (`BertForPreTraining`: MLM + NSP heads) pretrained with bertcls; {init}.
-
-- **Size**: {mo["layers"]} layers, hidden {mo["hidden"]}, {mo["heads"]} heads, feed-forward {mo["intermediate"]},
-  vocabulary {mo["vocab_size"]}; {mo["parameters"] / 1e6:.2f}M parameters.
-- **Data**: {", ".join(f"`{c}`" for c in cfg.corpus)}; {tr["n_train_instances"]} training instances of up to
-  {cfg.max_seq_length} tokens{", whole-word masking" if cfg.whole_word_masking else ""}.
-- **Training**: {tr["steps"]} steps in {tr["minutes"]} min ({tr["tokens_per_s"]} tokens/s), stopped by the
-  {tr["stopped_by"] or "no"} limit.
-- **Result**: {scores}. Curves in `learning_curve.png`, every logged value in `metrics.jsonl`.
-
-Fine-tune it: `bertcls train --model {out} --train-file train.csv`.
-
-## Hyperparameters
-
-```yaml
-{hyperparameters(cfg, skip=(None, [], False))}
-```
-"""

@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 
 from bertcls.core import metrics
+from bertcls.core.calibration import reliability
 from bertcls.core.data import TextData, label_counts
 
 
@@ -36,6 +37,8 @@ def score(
     thresholds: np.ndarray | None = None,
     tune: bool = False,
     pooling: str = "mean",
+    decision=None,
+    positive: int | None = None,
 ) -> tuple[dict, np.ndarray]:
     """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits). Multi-label: at
     ``thresholds`` (default 0.5), or with ``tune`` at thresholds tuned on ``data`` itself, which is what
@@ -45,7 +48,7 @@ def score(
     from bertcls.core.longtext import pool
 
     logits = pool(batched_logits(model, enc, batch_size, pad_id), enc, len(data), pooling)
-    return score_logits(logits, data, labels, multi, thresholds, tune), logits
+    return score_logits(logits, data, labels, multi, thresholds, tune, decision, positive), logits
 
 
 def score_logits(
@@ -55,9 +58,13 @@ def score_logits(
     multi: bool,
     thresholds: np.ndarray | None = None,
     tune: bool = False,
+    decision=None,
+    positive: int | None = None,
 ) -> dict:
     """:func:`score` on logits already computed (or on probabilities through :func:`as_logits`): the one
-    place BERT's, the baseline's and the ensemble's figures are computed, so they compare like for like."""
+    place BERT's, the baseline's and the ensemble's figures are computed, so they compare like for like.
+    Single-label: ``decision`` (``core.decision.Decision``) replaces argmax for a binary task;
+    ``positive`` is the class PR-AUC is reported for (default: the decision's, else the second label)."""
     if multi:
         y = np.stack(label_targets(data, labels, True)).astype(int)
         probs = metrics.sigmoid(logits)
@@ -65,12 +72,35 @@ def score_logits(
             thresholds = np.asarray(metrics.tune_thresholds(probs, y))
         t = thresholds if thresholds is not None else np.full(len(labels), 0.5)
         out = metrics.multi_label(y, (probs >= t).astype(int), labels, logits)
+        out["ece"] = reliability(probs, y, True)["ece"]
         if tune:
             out["thresholds"] = [float(x) for x in t]
         return out
-    pred = [labels[i] for i in logits.argmax(axis=1)]
+    probs = metrics.softmax(logits)
+    pred = [labels[i] for i in (decision.predict_ids(probs) if decision else logits.argmax(axis=1))]
     ids = np.asarray(label_targets(data, labels, False))
-    return metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None)
+    out = metrics.single_label(data.labels, pred, labels, logits, ids if (ids >= 0).all() else None)
+    if decision is not None:
+        positive = decision.positive
+    return out | probability_scores(probs, ids, labels, positive)
+
+
+def probability_scores(probs: np.ndarray, ids: np.ndarray, labels: list[str], positive: int | None) -> dict:
+    """Single-label scores of the probabilities rather than the decisions: expected calibration error,
+    and for a binary task the positive class's PR-AUC (average precision) and ROC-AUC."""
+    out: dict = {"ece": reliability(probs, ids, False)["ece"]}
+    known = ids >= 0
+    if len(labels) != 2 or not known.any():
+        return out
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    pos = 1 if positive is None else positive
+    y = ids[known] == pos
+    out["positive_label"] = labels[pos]
+    if 0 < y.sum() < len(y):
+        out["pr_auc"] = float(average_precision_score(y, probs[known, pos]))
+        out["roc_auc"] = float(roc_auc_score(y, probs[known, pos]))
+    return out
 
 
 def as_logits(probs: np.ndarray, multi: bool) -> np.ndarray:

@@ -309,8 +309,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray, clf: Any) -> dict:
     p_ref, p_new = clf.probabilities(reference), clf.probabilities(candidate)
     if clf.multi_label:
         same = ((p_ref >= clf.thresholds) == (p_new >= clf.thresholds)).all(axis=1)
-    else:
-        same = p_ref.argmax(axis=1) == p_new.argmax(axis=1)
+    else:  # the labels the model gives (a tuned binary threshold included)
+        same = np.asarray(clf.decide(p_ref)) == np.asarray(clf.decide(p_new))
     return {
         "n": int(len(reference)),
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,

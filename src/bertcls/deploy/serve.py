@@ -352,6 +352,10 @@ def _model_info(clf: Any, cfg: ServeConfig, name: str, pair_model: bool, version
     }
     if clf.multi_label:
         info["thresholds"] = dict(zip(labels, (round(float(t), 6) for t in clf.thresholds)))
+    if clf.decision is not None:  # binary, --tune-threshold: not argmax
+        info["decision"] = {"positive": labels[clf.decision.positive], "threshold": clf.decision.threshold}
+    if "temperature" in meta:
+        info["temperature"] = meta["temperature"]
     if clf.baseline is not None:  # what answers is the model + TF-IDF ensemble, with these figures
         info["ensemble"] = {k: meta["ensemble"].get(k) for k in ("method", "weight", "metrics")}
     report = getattr(clf.model, "report", None)

@@ -328,9 +328,9 @@ def finish(
     n_eval: int,
 ) -> dict:
     """Write the pretrained model into the run's working directory (``publish`` moves it into place)."""
+    from bertcls.core.cards import pretrain_card
     from bertcls.core.io import atomic_write_text
     from bertcls.core.plots import pretraining_curves
-    from bertcls.core.report import pretrain_card
 
     out = run_dir.work
     model.config.architectures = ["BertForPreTraining"]

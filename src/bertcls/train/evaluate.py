@@ -13,12 +13,14 @@ from typing import Literal
 import numpy as np
 
 from bertcls.core import metrics, plots
+from bertcls.core.calibration import reliability
 from bertcls.core.config import InferenceArgs, require
 from bertcls.core.data import Columns, TextData, label_counts, load
 from bertcls.core.io import atomic_write_text, staged_dir
 from bertcls.core.multilabel import unseparated_warning
+from bertcls.core.probabilities import draw
 from bertcls.core.rundir import check_output_dir
-from bertcls.core.scoring import label_targets
+from bertcls.core.scoring import label_targets, probability_scores
 
 
 @dataclass
@@ -109,11 +111,13 @@ def run(cfg: EvaluateConfig) -> dict:
         probs = clf.predict_proba(data.texts, data.pairs)
     preds = clf.decide(probs)
     labels = clf.labels
+    positive = binary_positive(clf)
     if clf.multi_label:
         y = np.stack(label_targets(data, labels, True)).astype(int)
         yp = (probs >= clf.thresholds).astype(int)
         # back to logits: AP, ROC-AUC and the loss need scores, not decisions
         result = metrics.multi_label(y, yp, labels, metrics.logit(probs))
+        result["ece"] = reliability(probs, y, True)["ece"]
         # labels the model was never trained on count as missed (their rows keep their other labels)
         counts = label_counts(data)
         if unseen := sorted(data.label_set() - set(labels)):
@@ -122,7 +126,11 @@ def run(cfg: EvaluateConfig) -> dict:
             result["warnings"] = [flat]
         wrong = [i for i in range(len(data)) if sorted(preds[i]) != sorted(x for x in data.labels[i])]
     else:
+        y = np.asarray(label_targets(data, labels, False))
         result = metrics.single_label(data.labels, preds, labels)
+        result |= probability_scores(probs, y, labels, positive)
+        if clf.decision is not None:
+            result["decision_threshold"] = clf.decision.threshold
         wrong = [i for i in range(len(data)) if preds[i] != data.labels[i]]
     result |= compared
     if clf.baseline is not None:
@@ -136,11 +144,25 @@ def run(cfg: EvaluateConfig) -> dict:
         atomic_write_text(tmp / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False))
         if not clf.multi_label:
             atomic_write_text(tmp / "confusion_matrix.json", json.dumps(result["confusion_matrix"], indent=2))
-        plots.confusion(result, tmp / "confusion_matrix.png", f"{stem} ({Path(cfg.model_dir).name})")
+        title = f"{stem} ({Path(cfg.model_dir).name})"
+        plots.confusion(result, tmp / "confusion_matrix.png", title)
+        # the model's own probabilities were scaled by T; an ensemble's were not
+        temperature = clf.meta.get("temperature") if clf.baseline is None else None
+        draw(tmp, probs, y, clf.multi_label, labels, positive, clf.decision, temperature, title)
         write_misclassified(tmp / "misclassified.csv", data, preds, probs, labels, wrong, why)
     result["output_dir"] = str(out)
     result["n_misclassified"] = len(wrong)
     return result
+
+
+def binary_positive(clf) -> int | None:
+    """The positive class of a binary model (bertcls.json's, else the second label); None otherwise."""
+    if clf.multi_label or len(clf.labels) != 2:
+        return None
+    if clf.decision is not None:
+        return clf.decision.positive
+    saved = clf.meta.get("positive_label")
+    return clf.labels.index(saved) if saved in clf.labels else 1
 
 
 def compare_with_baseline(clf, data: TextData) -> tuple[dict, np.ndarray]:

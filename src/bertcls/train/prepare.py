@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from bertcls.core import metrics, rundir
-from bertcls.core.config import POSITIONAL, LongTextArgs, OptimArgs, check_resume, require
+from bertcls.core.config import POSITIONAL, LongTextArgs, OptimArgs, TrackingArgs, check_resume, require
 from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
 from bertcls.core.errors import UserError
 
 
 @dataclass
-class TrainConfig(OptimArgs, LongTextArgs):
+class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
     model: str = "minilm-l6"
     """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
     dataset: str | None = None
@@ -71,8 +71,18 @@ class TrainConfig(OptimArgs, LongTextArgs):
     """Examples per batch at evaluation."""
     group_by_length: bool = True
     """Batch similar-length texts together (less padding, same randomness)."""
-    class_weights: Literal["none", "balanced"] = "none"
-    """'balanced' weights the loss by inverse class frequency for imbalanced data."""
+    class_weights: str = "none"
+    """Loss weight per class for imbalanced data: none; balanced (inverse class frequency; multi-label: each label's BCE pos_weight = negatives / positives); or a mapping LABEL=W,... such as spam=5,ham=1 (labels not named weigh 1; multi-label: each named label's pos_weight)."""
+    loss: Literal["ce", "focal"] = "ce"
+    """Training loss: ce = cross-entropy (BCE for multi-label); focal = focal loss, which down-weights examples the model already gets right (imbalanced data; see --focal-gamma)."""
+    focal_gamma: float = 2.0
+    """Focal loss focusing parameter (0 = cross-entropy; 2 is Lin et al.'s default)."""
+    tune_threshold: bool = False
+    """Binary tasks: predict the positive class (--positive-label) when its probability reaches a threshold chosen on validation by --metric, instead of argmax. Saved in bertcls.json and applied by predict, evaluate, serve and TextClassifier (plain transformers uses argmax)."""
+    positive_label: str | None = None
+    """Binary tasks: the positive class for --tune-threshold, PR-AUC and the PR curve (default: the rarer class in training)."""
+    calibrate: Literal["none", "temperature"] = "none"
+    """temperature: fit a temperature on validation (lowest NLL) and fold it into the output layer, so every backend, plain transformers included, gives calibrated probabilities; ECE before and after in metrics.json."""
     validation_split: float = 0.1
     """Fraction of train carved out as validation when no validation file is given."""
     max_train_samples: int | None = None
@@ -87,11 +97,16 @@ class TrainConfig(OptimArgs, LongTextArgs):
     """Log the training loss every N optimizer steps."""
     seed: int = 42
     """Random seed (initialisation, shuffling, dropout, validation split)."""
+    seeds: list[int] | None = None
+    """Train once per seed (e.g. 0,1,2,3,4) and report every validation and test metric as mean, std and 95% interval (seeds_summary.json, the model card); the best run by validation --metric is the model in --output-dir, the others are kept in seeds/seed-K."""
+    seed_workers: int = 1
+    """With --seeds: runs trained at once, each in its own process with cores / workers threads (small models do not use many cores well)."""
     name: str | None = field(default=None, metadata={POSITIONAL: False})
     """Display name for the model card (default: the output directory name)."""
 
     def __post_init__(self) -> None:
         self.check_optim()
+        self.check_tracking()
         require(
             bool(self.dataset) != bool(self.train_file),
             "train_file",
@@ -139,6 +154,22 @@ class TrainConfig(OptimArgs, LongTextArgs):
             "metric",
             self.metric,
             f"choose auto or one of {', '.join(valid)}",
+        )
+        if self.seeds is not None:
+            require(len(self.seeds) > 0, "seeds", self.seeds, "give at least one seed, e.g. 0,1,2,3,4")
+            dup = sorted({k for k in self.seeds if self.seeds.count(k) > 1})
+            require(not dup, "seeds", self.seeds, f"seed(s) {dup} given twice")
+            require(
+                not self.resume, "seeds", self.seeds, "--resume continues one run; resume it in seeds/seed-K"
+            )
+        require(self.seed_workers >= 1, "seed_workers", self.seed_workers, "must be >= 1")
+        require(0 <= self.focal_gamma <= 10, "focal_gamma", self.focal_gamma, "must be in [0, 10]")
+        parse_class_weights(self.class_weights)
+        require(
+            not (self.tune_threshold and self.multi_label),
+            "tune_threshold",
+            self.tune_threshold,
+            "is for binary tasks; multi-label thresholds are always tuned on validation",
         )
         if self.head_lr_multiplier is None:
             self.head_lr_multiplier = 20.0 if self.multi_label else 1.0
@@ -241,7 +272,56 @@ def resolve_labels(splits: Splits, cfg: TrainConfig) -> list[str]:
     return labels
 
 
-def class_weight_tensor(targets: list, n_labels: int, multi: bool) -> torch.Tensor:
+def parse_class_weights(text: str) -> str | dict[str, float]:
+    """--class-weights: "none", "balanced", or LABEL=W,... as a mapping (one-line error otherwise)."""
+    if text in ("none", "balanced"):
+        return text
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, eq, value = item.strip().rpartition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = -1.0
+        if not eq or not name or not (w > 0 and np.isfinite(w)) or name in out:
+            raise UserError(
+                f"--class-weights={text!r}: {item.strip()!r} is not LABEL=WEIGHT with a positive weight "
+                f"(each label once); use none, balanced or a mapping such as spam=5,ham=1"
+            )
+        out[name] = w
+    return out
+
+
+def check_label_options(cfg: TrainConfig, labels: list[str], model) -> None:
+    """The options that name labels or need a task shape, checked once the labels are known."""
+    weights = parse_class_weights(cfg.class_weights)
+    if isinstance(weights, dict) and (unknown := sorted(set(weights) - set(labels))):
+        raise UserError(
+            f"--class-weights names {unknown}, which the training data does not have; labels: {labels}"
+        )
+    for flag, on in (("--tune-threshold", cfg.tune_threshold), ("--positive-label", cfg.positive_label)):
+        if on and (cfg.multi_label or len(labels) != 2):
+            raise UserError(f"{flag} is for binary tasks; the training data has {len(labels)} labels")
+    if cfg.positive_label is not None and cfg.positive_label not in labels:
+        raise UserError(f"--positive-label={cfg.positive_label!r} is not a label; labels: {labels}")
+    if cfg.calibrate == "temperature":
+        from bertcls.core.calibration import output_layer
+
+        if output_layer(model) is None:
+            raise UserError(
+                f"--calibrate temperature: {type(model).__name__} has no linear output layer to scale; "
+                f"use --calibrate none"
+            )
+
+
+def class_weight_tensor(cfg: TrainConfig, targets: list, labels: list[str]) -> torch.Tensor | None:
+    """The loss weights --class-weights asks for: per class, or each label's BCE pos_weight."""
+    weights = parse_class_weights(cfg.class_weights)
+    if weights == "none":
+        return None
+    if isinstance(weights, dict):
+        return torch.tensor([weights.get(lab, 1.0) for lab in labels], dtype=torch.float32)
+    n_labels, multi = len(labels), cfg.multi_label
     if multi:
         pos = np.sum(np.stack(targets), axis=0)
         neg = len(targets) - pos

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import torch
 
-from bertcls.core import checkpoint, metrics, rundir
+from bertcls.core import checkpoint, metrics, rundir, tracking
+from bertcls.core.config import to_dict
+from bertcls.core.decision import positive_class
 from bertcls.core.language import language_fit
+from bertcls.core.losses import make_loss
 from bertcls.core.multilabel import init_head_to_priors, label_priors
 from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.core.scoring import label_targets, scalar, score
@@ -26,6 +29,7 @@ from bertcls.train.prepare import (
     Splits,
     TrainConfig,
     build_model,
+    check_label_options,
     check_max_length,
     class_weight_tensor,
     load_splits,
@@ -42,6 +46,10 @@ def run(cfg: TrainConfig) -> dict:
 
     from bertcls.core.models import load_tokenizer, resolve_model
 
+    if cfg.seeds is not None:  # one run per seed, summarised (train.seeds)
+        from bertcls.train import seeds
+
+        return seeds.run(cfg, run)
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -54,6 +62,8 @@ def run(cfg: TrainConfig) -> dict:
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
     model = build_model(model_path, labels, cfg.multi_label, tokenizer)
+    check_label_options(cfg, labels, model)
+    tracking.check_installed(cfg.report_to)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     with rundir.session(run_dir, cfg, accelerator):
         result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path)
@@ -122,14 +132,13 @@ def train(
     epochs = math.ceil(total_steps / steps_per_epoch)
     # Not passed to accelerator.prepare: it would step the schedule once per process under DDP.
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    weights = (
-        class_weight_tensor(targets, len(labels), multi).to(accelerator.device)
-        if cfg.class_weights == "balanced"
-        else None
-    )
-    loss_fn = (
-        torch.nn.BCEWithLogitsLoss(pos_weight=weights) if multi else torch.nn.CrossEntropyLoss(weight=weights)
-    )
+    weights = class_weight_tensor(cfg, targets, labels)
+    if weights is not None:
+        log.info(
+            "loss weights (--class-weights %s): %s", cfg.class_weights, dict(zip(labels, weights.tolist()))
+        )
+        weights = weights.to(accelerator.device)
+    loss_fn = make_loss(cfg.loss, multi, weights, cfg.focal_gamma)
 
     state = {
         "epoch": 0,
@@ -143,11 +152,19 @@ def train(
         "stopped_early": False,
     }
     history: list[dict] = []
+    tracker = tracking.Tracker(
+        cfg.report_to if accelerator.is_main_process else [], run_dir.work, cfg, run_dir.final
+    )
+    tracker.params(to_dict(cfg))
     if cfg.resume:
         state = checkpoint.load(run_dir.checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
         history = rundir.restored_history(run_dir, state["global_step"])
         log.info("resumed at epoch %d, step %d", state["epoch"], state["global_step"])
     state["precision"] = accelerator.mixed_precision  # what --precision auto resolved to, for the report
+    # binary tasks: the class PR-AUC, the PR curve and --tune-threshold are about
+    state["positive"] = (
+        None if multi or len(labels) != 2 else positive_class(labels, targets, cfg.positive_label)
+    )
     # Before the first step: a model that cannot read the data is named now, not after the run.
     fit = language_fit(splits.train.texts, tokenizer, cfg.model)
     state["language_fit"] = fit.as_dict()
@@ -176,6 +193,7 @@ def train(
             tokenizer.pad_token_id,
             tune=multi,  # select on what the saved model will do: F1 at its tuned thresholds
             pooling=long_text.pooling,
+            positive=state["positive"],
         )
         record = {
             "type": "eval",
@@ -183,6 +201,7 @@ def train(
             "epoch": round(state["epoch"] + state["batches_done"] / max(1, len(loader)), 3),
         } | scalar(m)
         history.append(record)
+        tracker.record(record)
         value = m.get(cfg.metric)
         log.info(
             "eval step %d: %s",
@@ -248,6 +267,7 @@ def train(
                         "lr": scheduler.get_last_lr()[0],
                     }
                     history.append(rec)
+                    tracker.record(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
                     running, running_n = 0.0, 0
                 if cfg.eval_steps and state["global_step"] % cfg.eval_steps == 0:
@@ -271,7 +291,11 @@ def train(
     except KeyboardInterrupt:
         bar.close()
         save_checkpoint()
+        tracker.close(failed=True)
         raise rundir.interrupted("train", run_dir, state["global_step"]) from None
+    except BaseException:
+        tracker.close(failed=True)
+        raise
     bar.close()
     log.info("training done: %d steps in %.1fs", state["global_step"], state["train_seconds"])
 
@@ -285,9 +309,16 @@ def train(
         final.load_state_dict(load_file(str(run_dir.best / "model.safetensors")), strict=False)
     from bertcls.core.report import FinishedRun, finish_run
 
-    return finish_run(
-        FinishedRun(cfg, run_dir, final, tokenizer, splits, labels, state, history, model_path, enc_val)
-    )
+    try:
+        result = finish_run(
+            FinishedRun(cfg, run_dir, final, tokenizer, splits, labels, state, history, model_path, enc_val)
+        )
+        tracker.final(result, run_dir.work, state["global_step"])
+    except BaseException:
+        tracker.close(failed=True)
+        raise
+    tracker.close()
+    return result
 
 
 def _save_weights(model, directory: Path) -> None:
@@ -303,6 +334,10 @@ def summarize(result: dict) -> str:
     """What `bertcls train` prints: the essentials of the best model; every number is in metrics.json."""
     if not result:
         return ""
+    if "best_seed" in result:
+        from bertcls.train.seeds import summary_text
+
+        return summary_text(result)
     from bertcls.core.report import summary_table
 
     return summary_table(result)
