@@ -30,6 +30,9 @@ COMMANDS: tuple[Command, ...] = (
         "train", "bertcls.train.train", "TrainConfig", "fine-tune a BERT checkpoint for text classification"
     ),
     Command(
+        "tune", "bertcls.train.tune", "TuneConfig", "search train hyperparameters (Optuna, SQLite study)"
+    ),
+    Command(
         "evaluate", "bertcls.train.evaluate", "EvaluateConfig", "score a trained model on a labelled file"
     ),
     Command("predict", "bertcls.deploy.predict", "PredictConfig", "label a file (or stdin lines), streaming"),

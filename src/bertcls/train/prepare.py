@@ -73,6 +73,8 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
     """Batch similar-length texts together (less padding, same randomness)."""
     class_weights: str = "none"
     """Loss weight per class for imbalanced data: none; balanced (inverse class frequency; multi-label: each label's BCE pos_weight = negatives / positives); or a mapping LABEL=W,... such as spam=5,ham=1 (labels not named weigh 1; multi-label: each named label's pos_weight)."""
+    dropout: float | None = None
+    """Dropout of the encoder's hidden layers and attention (default: the model's own, 0.1 for BERT)."""
     loss: Literal["ce", "focal"] = "ce"
     """Training loss: ce = cross-entropy (BCE for multi-label); focal = focal loss, which down-weights examples the model already gets right (imbalanced data; see --focal-gamma)."""
     focal_gamma: float = 2.0
@@ -163,6 +165,7 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
                 not self.resume, "seeds", self.seeds, "--resume continues one run; resume it in seeds/seed-K"
             )
         require(self.seed_workers >= 1, "seed_workers", self.seed_workers, "must be >= 1")
+        require(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         require(0 <= self.focal_gamma <= 10, "focal_gamma", self.focal_gamma, "must be in [0, 10]")
         parse_class_weights(self.class_weights)
         require(
@@ -365,11 +368,16 @@ def check_max_length(cfg: TrainConfig, model_path: str) -> None:
         )
 
 
-def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
+def build_model(model_path: str, labels: list[str], multi: bool, tokenizer, dropout: float | None = None):
     from transformers import AutoModelForSequenceClassification
 
     from bertcls.core.load_report import load_classifier
     from bertcls.core.models import check_vocab
+
+    if dropout is not None:  # BERT-family names for the hidden-layer and attention dropout
+        drop = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    else:
+        drop = {}
 
     def load(**kw):
         return AutoModelForSequenceClassification.from_pretrained(
@@ -379,6 +387,7 @@ def build_model(model_path: str, labels: list[str], multi: bool, tokenizer):
             label2id={lab: i for i, lab in enumerate(labels)},
             problem_type="multi_label_classification" if multi else "single_label_classification",
             ignore_mismatched_sizes=True,  # re-fine-tuning a classifier with a different label set
+            **drop,
             **kw,
         )
 

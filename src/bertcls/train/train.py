@@ -41,7 +41,9 @@ log = logging.getLogger("bertcls")
 
 
 # ---------------------------------------------------------------------------------------------------- run
-def run(cfg: TrainConfig) -> dict:
+def run(cfg: TrainConfig, on_eval=None) -> dict:
+    """``on_eval(step, value)``: called after every validation with the --metric value; returning True
+    stops the run there like early stopping (``bertcls tune``'s pruner)."""
     from accelerate.utils import set_seed
 
     from bertcls.core.models import load_tokenizer, resolve_model
@@ -61,17 +63,17 @@ def run(cfg: TrainConfig) -> dict:
     labels = resolve_labels(splits, cfg)
     tokenizer = load_tokenizer(model_path)
     set_seed(cfg.seed)
-    model = build_model(model_path, labels, cfg.multi_label, tokenizer)
+    model = build_model(model_path, labels, cfg.multi_label, tokenizer, cfg.dropout)
     check_label_options(cfg, labels, model)
     tracking.check_installed(cfg.report_to)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     with rundir.session(run_dir, cfg, accelerator):
-        result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path)
+        result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path, on_eval)
     return result
 
 
 def train(
-    cfg: TrainConfig, run_dir, accelerator, model, tokenizer, splits: Splits, labels, model_path
+    cfg: TrainConfig, run_dir, accelerator, model, tokenizer, splits: Splits, labels, model_path, on_eval=None
 ) -> dict:
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
@@ -216,6 +218,8 @@ def train(
         else:
             state["bad_evals"] += 1
         stop = bool(cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience)
+        if on_eval is not None and value is not None and on_eval(state["global_step"], value):
+            stop = state["stopped_by_caller"] = True
         state["stopped_early"] = stop
         save_checkpoint()
         return stop
