@@ -101,6 +101,10 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
     """Random seed (initialisation, shuffling, dropout, validation split)."""
     seeds: list[int] | None = None
     """Train once per seed (e.g. 0,1,2,3,4) and report every validation and test metric as mean, std and 95% interval (seeds_summary.json, the model card); the best run by validation --metric is the model in --output-dir, the others are kept in seeds/seed-K."""
+    cv: int | None = None
+    """K-fold cross-validation: the training rows (and --validation-file's) in K stratified folds (iterative stratification for multi-label); each fold's model trains on the others (validation carved from them by --validation-split) and predicts the held-out fold: per-fold and mean +- std metrics (cv_summary.json), out-of-fold predictions (oof_predictions.csv); fold runs in folds/fold-K."""
+    cv_final: bool = False
+    """With --cv: also train a final model on all the data (the given train and validation files), which becomes the model in --output-dir and is scored on --test-file."""
     seed_workers: int = 1
     """With --seeds: runs trained at once, each in its own process with cores / workers threads (small models do not use many cores well)."""
     name: str | None = field(default=None, metadata={POSITIONAL: False})
@@ -164,6 +168,12 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
             require(
                 not self.resume, "seeds", self.seeds, "--resume continues one run; resume it in seeds/seed-K"
             )
+        if self.cv is not None:
+            require(self.cv >= 2, "cv", self.cv, "K-fold needs K >= 2")
+            require(self.seeds is None, "cv", self.cv, "use --cv or --seeds, not both")
+            require(not self.resume, "cv", self.cv, "--resume continues one run; resume it in folds/fold-K")
+            require(not self.dataset, "cv", self.cv, "cross-validation reads --train-file (not --dataset)")
+        require(not self.cv_final or self.cv, "cv_final", self.cv_final, "needs --cv K")
         require(self.seed_workers >= 1, "seed_workers", self.seed_workers, "must be >= 1")
         require(self.dropout is None or 0 <= self.dropout < 1, "dropout", self.dropout, "must be in [0, 1)")
         require(0 <= self.focal_gamma <= 10, "focal_gamma", self.focal_gamma, "must be in [0, 10]")
@@ -220,22 +230,28 @@ def _split(data: TextData, fraction: float, cfg: TrainConfig, flag: str) -> tupl
         ) from None
 
 
+def read(cfg: TrainConfig, path: str) -> TextData:
+    """One labelled file with the run's column, encoding and missing-value options."""
+    cols = Columns(text=cfg.text_column, text_pair=cfg.text_pair_column, label=cfg.label_column)
+    return load(
+        path,
+        cols,
+        encoding=cfg.encoding,
+        multi_label=cfg.multi_label,
+        skip_empty=cfg.skip_empty,
+        missing_labels=cfg.missing_labels,
+    )
+
+
 def load_splits(cfg: TrainConfig) -> Splits:
     if cfg.dataset:
         from bertcls.core.datasets import load_builtin
 
         train, val, test = load_builtin(cfg.dataset)
     else:
-        cols = Columns(text=cfg.text_column, text_pair=cfg.text_pair_column, label=cfg.label_column)
-        kw = dict(
-            encoding=cfg.encoding,
-            multi_label=cfg.multi_label,
-            skip_empty=cfg.skip_empty,
-            missing_labels=cfg.missing_labels,
-        )
-        train = load(cfg.train_file, cols, **kw)
-        val = load(cfg.validation_file, cols, **kw) if cfg.validation_file else None
-        test = load(cfg.test_file, cols, **kw) if cfg.test_file else None
+        train = read(cfg, cfg.train_file)
+        val = read(cfg, cfg.validation_file) if cfg.validation_file else None
+        test = read(cfg, cfg.test_file) if cfg.test_file else None
         if val is None:
             train, val = _split(train, cfg.validation_split, cfg, "--validation-split")
     if cfg.max_train_samples and cfg.max_train_samples < len(train):

@@ -60,9 +60,9 @@ def run(cfg, train_one) -> dict:
         runs = {k: json.loads((tmp / "seeds" / f"seed-{k}" / "metrics.json").read_text()) for k in cfg.seeds}
         best = best_seed(runs, cfg.metric)
         summary = summarize_seeds(runs, cfg.metric, best)
-        _promote(tmp / "seeds" / f"seed-{best}", tmp)
+        promote(tmp / "seeds" / f"seed-{best}", tmp)
         for where in [tmp, *(tmp / "seeds").iterdir()]:  # the paths the runs will have once swapped in
-            _relocate(where, tmp, final)
+            relocate(where, tmp, final)
         atomic_write_text(tmp / SUMMARY_FILE, json.dumps(summary, indent=2))
         card = tmp / "README.md"
         card.write_text(card.read_text(encoding="utf-8") + seeds_section(summary), encoding="utf-8")
@@ -85,14 +85,14 @@ def _train(train_one, cfg) -> None:
     setup_logging(None)  # stop writing into that run's train.log
 
 
-def _promote(best: Path, top: Path) -> None:
+def promote(best: Path, top: Path) -> None:
     """The best seed's run becomes the top of the directory (its files move; the others stay in seeds/)."""
     for item in best.iterdir():
         os.replace(item, top / item.name)
     best.rmdir()
 
 
-def _relocate(run_dir: Path, staged: Path, final: Path) -> None:
+def relocate(run_dir: Path, staged: Path, final: Path) -> None:
     """The model card's and run_config.yaml's paths, from the staging directory to where the runs end up."""
     for name in ("README.md", "run_config.yaml"):
         f = run_dir / name
@@ -126,7 +126,7 @@ def interval(values: list[float]) -> dict:
     return out
 
 
-def _scalars(m: dict) -> dict[str, float]:
+def scalars(m: dict) -> dict[str, float]:
     return {
         k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"
     }
@@ -141,7 +141,7 @@ def summarize_seeds(runs: dict[int, dict], metric: str, best: int) -> dict:
     sources["ensemble"] = lambda m: m.get("ensemble") or {}
     for who, get in sources.items():
         for split in SPLITS:
-            per_seed = [_scalars(get(runs[k]).get(split) or {}) for k in seeds]
+            per_seed = [scalars(get(runs[k]).get(split) or {}) for k in seeds]
             keys = [k for k in per_seed[0] if all(k in p for p in per_seed)]
             if keys:
                 out["summary"][f"{who}/{split}"] = {k: interval([p[k] for p in per_seed]) for k in keys}

@@ -52,6 +52,10 @@ def run(cfg: TrainConfig, on_eval=None) -> dict:
         from bertcls.train import seeds
 
         return seeds.run(cfg, run)
+    if cfg.cv is not None:  # K-fold cross-validation (train.cv)
+        from bertcls.train import cv
+
+        return cv.run(cfg, run)
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -340,6 +344,10 @@ def summarize(result: dict) -> str:
         return ""
     if "best_seed" in result:
         from bertcls.train.seeds import summary_text
+
+        return summary_text(result)
+    if "folds" in result:
+        from bertcls.train.cv import summary_text
 
         return summary_text(result)
     from bertcls.core.report import summary_table
