@@ -207,16 +207,8 @@ def reliability(
             "o-",
             label=f"{name}: ECE {r['ece']:.4f}",
         )
-    ax.set_xlabel("predicted probability" if multi else "confidence (top label's probability)")
-    ax.set_ylabel("observed frequency" if multi else "accuracy")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=9)
-    _save(fig, path)
-    plt.close(fig)
+    x = "predicted probability" if multi else "confidence (top label's probability)"
+    _square(plt, fig, ax, path, (x, "observed frequency" if multi else "accuracy"), 1.0, "upper left", title)
 
 
 def pr_curve(
@@ -240,12 +232,17 @@ def pr_curve(
     p_at = tp / max(1.0, float(pred.sum()))
     r_at = tp / max(1.0, float(y.sum()))
     ax.plot([r_at], [p_at], "o", color="red", label=f"threshold {threshold:.2f}: P {p_at:.3f}, R {r_at:.3f}")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.01)
+    _square(plt, fig, ax, path, ("recall", "precision"), 1.01, "lower left", title)
+
+
+def _square(plt, fig, ax, path, axes: tuple[str, str], top: float, legend: str, title: str) -> None:
+    """The finish of the probability plots: unit axes, grid, small legend and title, saved and closed."""
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc=legend, fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
     _save(fig, path)
