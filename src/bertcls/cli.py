@@ -53,6 +53,12 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("serve", "bertcls.deploy.serve", "ServeConfig", "serve a trained model over HTTP"),
     Command(
+        "distill",
+        "bertcls.compress.distill",
+        "DistillConfig",
+        "distil a trained classifier into a smaller BERT (soft targets + labels)",
+    ),
+    Command(
         "explain",
         "bertcls.analysis.explain",
         "ExplainConfig",

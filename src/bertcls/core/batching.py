@@ -56,6 +56,9 @@ class Collator:
         if "labels" in rows[0]:
             dtype = torch.float32 if self.multi_label else torch.long
             batch["labels"] = torch.tensor(np.array([r["labels"] for r in rows]), dtype=dtype)
+        if "teacher" in rows[0]:  # distillation: the teacher's logits, and which rows have a true label
+            batch["teacher"] = torch.tensor(np.stack([r["teacher"] for r in rows]), dtype=torch.float32)
+            batch["labeled"] = torch.tensor([bool(r["labeled"]) for r in rows])
         return batch
 
 

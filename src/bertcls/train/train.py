@@ -41,9 +41,10 @@ log = logging.getLogger("bertcls")
 
 
 # ---------------------------------------------------------------------------------------------------- run
-def run(cfg: TrainConfig, on_eval=None) -> dict:
+def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
     """``on_eval(step, value)``: called after every validation with the --metric value; returning True
-    stops the run there like early stopping (``bertcls tune``'s pruner)."""
+    stops the run there like early stopping (``bertcls tune``'s pruner). ``distill``: a
+    ``compress.distill.Distillation`` (the teacher's soft targets and the distillation loss)."""
     from accelerate.utils import set_seed
 
     from bertcls.core.models import load_tokenizer, resolve_model
@@ -72,12 +73,23 @@ def run(cfg: TrainConfig, on_eval=None) -> dict:
     tracking.check_installed(cfg.report_to)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     with rundir.session(run_dir, cfg, accelerator):
-        result = train(cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path, on_eval)
+        result = train(
+            cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path, on_eval, distill
+        )
     return result
 
 
 def train(
-    cfg: TrainConfig, run_dir, accelerator, model, tokenizer, splits: Splits, labels, model_path, on_eval=None
+    cfg: TrainConfig,
+    run_dir,
+    accelerator,
+    model,
+    tokenizer,
+    splits: Splits,
+    labels,
+    model_path,
+    on_eval=None,
+    distill=None,
 ) -> dict:
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
@@ -107,6 +119,8 @@ def train(
         log.info(
             "--long-text chunks: %d training texts read as %d windows", len(splits.train), len(enc_train)
         )
+    if distill is not None:  # the teacher's logits on every row (and unlabelled rows) as soft targets
+        enc_train = distill.annotate(enc_train, tokenizer, labels)
     if multi and cfg.prior_init and not cfg.resume and init_head_to_priors(model, label_priors(targets)):
         log.info("classification head starts at the training label frequencies (--prior-init)")
     enc_val = encode_long(
@@ -145,6 +159,8 @@ def train(
         )
         weights = weights.to(accelerator.device)
     loss_fn = make_loss(cfg.loss, multi, weights, cfg.focal_gamma)
+    if distill is not None:
+        loss_fn = distill.loss(loss_fn)
 
     state = {
         "epoch": 0,
@@ -250,11 +266,12 @@ def train(
             micro = 0
             for batch in batches:
                 labels_t = batch.pop("labels")
+                soft = {k: batch.pop(k) for k in ("teacher", "labeled") if k in batch}  # distillation
                 last = state["batches_done"] + micro + 1 >= len(loader)
                 boundary = (micro + 1) % cfg.gradient_accumulation_steps == 0 or last
                 with nullcontext() if boundary else accelerator.no_sync(model), accelerator.autocast():
                     logits = model(**batch).logits
-                    loss = loss_fn(logits.float(), labels_t)
+                    loss = loss_fn(logits.float(), labels_t, **soft)
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
                 micro += 1
                 running += loss.item()

@@ -1,0 +1,224 @@
+"""``bertcls distill --teacher RUN_DIR --train-file ... [--unlabeled-file ...] --output-dir ...``:
+task-specific knowledge distillation (Hinton et al. 2015) into a smaller BERT.
+
+Reads top to bottom: setup (the teacher's labels, task, columns and window; the student: teacher layers,
+a miniature preset or a local model with the same vocabulary; its initial weights in a temporary
+directory), loop (`bertcls train`'s loop on the student with the teacher's logits as soft targets: loss =
+alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * the usual loss on the labels; unlabelled texts
+join the transfer set with soft targets only), save (a normal run directory; bertcls.json and the model
+card record the teacher, the student and the teacher's and student's figures side by side).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bertcls.core.config import require
+from bertcls.core.errors import UserError
+from bertcls.train.prepare import TrainConfig
+
+log = logging.getLogger("bertcls")
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    teacher: str | None = None
+    """The trained classifier to distil (a bertcls run directory or any HF sequence-classification directory)."""
+    student_layers: str | None = None
+    """Student = these teacher layers (e.g. 0,2,4; DistilBERT's initialisation). Default when no other student is given: every second layer."""
+    student_preset: Literal["tiny", "mini", "small", "medium"] | None = None
+    """Student = a Google BERT-miniature shape with the teacher's vocabulary, randomly initialised."""
+    student: str | None = None
+    """Student = this local model directory (its vocabulary must equal the teacher's)."""
+    temperature: float = 2.0
+    """Softmax (sigmoid for multi-label) temperature of the soft targets."""
+    alpha: float = 0.5
+    """Weight of the soft-target loss; 1 - alpha goes to the loss on the true labels."""
+    unlabeled_file: str | None = None
+    """Extra in-domain texts (one column --text-column, or one text per line in .txt) for the transfer set: soft targets only."""
+
+    def __post_init__(self) -> None:
+        require(
+            bool(self.teacher),
+            "teacher",
+            self.teacher,
+            "give the trained model to distil (--teacher RUN_DIR)",
+        )
+        given = [x for x in (self.student_layers, self.student_preset, self.student) if x]
+        require(
+            len(given) <= 1, "student", given, "give one of --student-layers, --student-preset, --student"
+        )
+        require(self.temperature > 0, "temperature", self.temperature, "must be > 0")
+        require(0 <= self.alpha <= 1, "alpha", self.alpha, "must be in [0, 1]")
+        self.model = self.student or self.teacher  # checked as a model path by train; replaced in run()
+        super().__post_init__()
+
+
+# ---------------------------------------------------------------------------------------------------- loss
+class DistillLoss(torch.nn.Module):
+    """alpha * T^2 * soft-target loss + (1 - alpha) * ``hard`` on the rows that have a label."""
+
+    def __init__(self, hard: torch.nn.Module, temperature: float, alpha: float, multi_label: bool):
+        super().__init__()
+        self.hard, self.t, self.alpha, self.multi = hard, temperature, alpha, multi_label
+
+    def forward(self, logits, labels, teacher=None, labeled=None):
+        t = self.t
+        if self.multi:
+            soft = F.binary_cross_entropy_with_logits(logits / t, torch.sigmoid(teacher / t))
+        else:
+            soft = F.kl_div(
+                F.log_softmax(logits / t, -1),
+                F.log_softmax(teacher / t, -1),
+                log_target=True,
+                reduction="batchmean",
+            )
+        loss = self.alpha * t * t * soft
+        if self.alpha < 1 and labeled is not None and bool(labeled.any()):
+            loss = loss + (1 - self.alpha) * self.hard(logits[labeled], labels[labeled])
+        return loss
+
+
+class Distillation:
+    """What `train` needs to distil: the teacher's logits on every training row, unlabelled rows, the loss."""
+
+    def __init__(self, cfg: DistillConfig, teacher, unlabeled: list[str]):
+        self.cfg, self.teacher, self.unlabeled = cfg, teacher, unlabeled
+
+    def annotate(self, enc_train: list[dict], tokenizer, labels: list[str]) -> list[dict]:
+        from bertcls.core.batching import batched_logits
+        from bertcls.core.longtext import encode_long
+
+        taught = [self.teacher.config.id2label[i] for i in range(self.teacher.config.num_labels)]
+        if taught != labels:
+            raise UserError(
+                f"--teacher={self.cfg.teacher} predicts {taught}, the training data has {labels}; distil on "
+                f"data with the teacher's labels"
+            )
+        extra = []
+        if self.unlabeled:
+            extra = encode_long(
+                tokenizer, self.unlabeled, None, self.cfg.max_length, self.cfg.long_text_spec()
+            )
+        width = len(labels)
+        for e in extra:
+            e.pop("doc", None)
+            e["labels"] = np.zeros(width, np.float32) if self.cfg.multi_label else 0
+            e["labeled"] = False
+        rows = enc_train + extra
+        log.info("teacher logits for %d transfer rows (%d unlabelled)", len(rows), len(extra))
+        logits = batched_logits(self.teacher, rows, self.cfg.eval_batch_size, tokenizer.pad_token_id)
+        for e, z in zip(rows, logits):
+            e["teacher"] = z.astype(np.float32)
+            e.setdefault("labeled", True)
+        return rows
+
+    def loss(self, hard: torch.nn.Module) -> torch.nn.Module:
+        return DistillLoss(hard, self.cfg.temperature, self.cfg.alpha, self.cfg.multi_label)
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def run(cfg: DistillConfig) -> dict:
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.compress import student as students
+    from bertcls.core.models import check_model_dir, read_meta
+    from bertcls.train.train import run as train_run
+    from bertcls.train.tune_space import train_of
+
+    # ---- setup
+    check_model_dir(cfg.teacher, need_classifier=True)
+    meta = read_meta(cfg.teacher)
+    teacher_multi = meta.get("task") == "multi_label" if meta else False
+    if teacher_multi != cfg.multi_label:
+        fix = "add --multi-label" if teacher_multi else "drop --multi-label"
+        raise UserError(
+            f"--teacher={cfg.teacher} is a {'multi' if teacher_multi else 'single'}-label model: {fix}"
+        )
+    teacher = AutoModelForSequenceClassification.from_pretrained(cfg.teacher).eval()
+    unlabeled = read_unlabeled(cfg)
+    with tempfile.TemporaryDirectory(prefix="bertcls-student-") as tmp:
+        init = Path(tmp)
+        if cfg.student:
+            students.check_same_vocabulary(cfg.teacher, cfg.student)
+            init, how = Path(cfg.student), f"local model {cfg.student}"
+        elif cfg.student_preset:
+            how = students.from_preset(teacher, cfg.student_preset, init)
+        else:
+            n = teacher.config.num_hidden_layers
+            layers = students.parse_layers(cfg.student_layers or ",".join(map(str, range(0, n, 2))), n)
+            how = students.from_teacher_layers(teacher, layers, init)
+        if init == Path(tmp):
+            from bertcls.core.models import load_tokenizer
+
+            load_tokenizer(cfg.teacher).save_pretrained(init)
+        log.info("student: %s; teacher %s", how, cfg.teacher)
+        # ---- loop: train's, with the teacher's soft targets
+        train_cfg = train_of(cfg, TrainConfig, {"model": str(init)})
+        result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled))
+    # ---- save: the teacher beside the student, in bertcls.json and the card
+    return record(cfg, result, how, meta)
+
+
+def read_unlabeled(cfg: DistillConfig) -> list[str]:
+    if not cfg.unlabeled_file:
+        return []
+    path = Path(cfg.unlabeled_file)
+    if not path.is_file():
+        raise UserError(f"--unlabeled-file={path}: file not found")
+    if path.suffix == ".txt":
+        return [line.strip() for line in path.read_text(encoding=cfg.encoding).splitlines() if line.strip()]
+    from bertcls.core.data import Columns, load
+
+    return load(str(path), Columns(text=cfg.text_column), encoding=cfg.encoding, skip_empty=True).texts
+
+
+def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:
+    from bertcls.core.io import atomic_write_text
+
+    out = Path(result["output_dir"])
+    teacher_metrics = (meta or {}).get("metrics", {})
+    info = {"teacher": str(cfg.teacher), "student": how, "temperature": cfg.temperature, "alpha": cfg.alpha,
+            "unlabeled_texts": bool(cfg.unlabeled_file), "teacher_metrics": teacher_metrics}  # fmt: skip
+    bj = out / "bertcls.json"
+    atomic_write_text(
+        bj, json.dumps(json.loads(bj.read_text()) | {"distillation": info}, indent=2, ensure_ascii=False)
+    )
+    split = "test" if "test" in result else "validation"
+    rows = [f"| student | {result[split].get('accuracy', result[split].get('f1_micro', 0)):.4f} |"]
+    if split in teacher_metrics:
+        t = teacher_metrics[split]
+        rows.insert(0, f"| teacher | {t.get('accuracy', t.get('f1_micro', 0)):.4f} |")
+    card = out / "README.md"
+    atomic_write_text(
+        card,
+        card.read_text(encoding="utf-8")
+        + f"""
+## Distillation
+
+Distilled from `{cfg.teacher}` into {how}: soft targets at temperature {cfg.temperature} (weight
+{cfg.alpha}) and the labels (weight {1 - cfg.alpha:.2f}){", with unlabelled texts in the transfer set" if cfg.unlabeled_file else ""}.
+
+| model | {split} accuracy (micro-F1 for multi-label) |
+|---|---|
+{chr(10).join(rows)}
+""",
+    )
+    result["distillation"] = info
+    return result
+
+
+def summarize(result: dict) -> str:
+    from bertcls.train.train import summarize as train_summary
+
+    d = result["distillation"]
+    return f"student: {d['student']} (teacher {d['teacher']})\n" + train_summary(result)

@@ -1,0 +1,130 @@
+"""`bertcls distill`: students from teacher layers, a miniature preset or a same-vocabulary model; the
+distilled student tracks the teacher better than it started; one-line errors leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import make_tiny_bert, sentiment_rows
+
+from bertcls.cli import main
+
+
+def distill_args(teacher, files, out, *extra):
+    return [
+        "distill", "--teacher", str(teacher), "--train-file", str(files["train"]),
+        "--validation-file", str(files["dev"]), "--test-file", str(files["test"]), "--output-dir", str(out),
+        "--epochs", "3", "--batch-size", "16", "--learning-rate", "3e-3", "--max-length", "32", *extra,
+    ]  # fmt: skip
+
+
+def test_layers_taken_from_the_teacher_are_copied(trained_tiny, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.compress.student import from_teacher_layers
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(trained_tiny)
+    from_teacher_layers(teacher, [1], tmp_path / "s")
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s")
+    assert student.config.num_hidden_layers == 1 and student.config.id2label == teacher.config.id2label
+    t, s = teacher.state_dict(), student.state_dict()
+    for name, w in s.items():
+        src = name.replace(".layer.0.", ".layer.1.")
+        assert torch.equal(w, t[src]), name
+
+
+def test_distilled_student_tracks_the_teacher(trained_tiny, sentiment_files, tmp_path):
+    """A randomly initialised miniature, taught by soft targets alone (alpha 1), ends far closer to the
+    teacher's logits on the training texts than it starts."""
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls import TextClassifier
+    from bertcls.compress.student import from_preset
+
+    out = tmp_path / "student"
+    args = distill_args(trained_tiny, sentiment_files, out, "--student-preset", "tiny", "--alpha", "1")
+    assert main([*args, "--epochs", "6"]) == 0
+    texts = [r["text"] for r in sentiment_rows(160, seed=1)]
+    teacher = TextClassifier.from_pretrained(trained_tiny, ensemble=False).logits(texts)
+    student = TextClassifier.from_pretrained(out, ensemble=False)
+    torch.manual_seed(0)
+    from_preset(AutoModelForSequenceClassification.from_pretrained(trained_tiny), "tiny", tmp_path / "init")
+    init = AutoModelForSequenceClassification.from_pretrained(tmp_path / "init").eval()
+    before = np.mean((TextClassifier(init, student.tokenizer, student.meta).logits(texts) - teacher) ** 2)
+    after = np.mean((student.logits(texts) - teacher) ** 2)
+    assert after < 0.25 * before, (before, after)
+    assert (
+        student.predict(texts) == np.array(TextClassifier.from_pretrained(trained_tiny).predict(texts))
+    ).mean() > 0.9
+    meta = json.loads((out / "bertcls.json").read_text())
+    assert (
+        meta["distillation"]["teacher"] == str(trained_tiny)
+        and "BERT-tiny" in meta["distillation"]["student"]
+    )
+    assert "## Distillation" in (out / "README.md").read_text()
+
+
+def test_layer_student_and_unlabelled_texts(trained_tiny, sentiment_files, tmp_path):
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n".join(r["text"] for r in sentiment_rows(50, seed=7)) + "\n")
+    out = tmp_path / "mini"
+    args = distill_args(
+        trained_tiny, sentiment_files, out, "--student-preset", "tiny", "--unlabeled-file", str(extra)
+    )
+    assert main([*args, "--epochs", "1"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["num_hidden_layers"], cfg["hidden_size"]) == (2, 128)
+    assert "teacher logits for 210 transfer rows (50 unlabelled)" in (out / "train.log").read_text()
+
+
+def test_distillation_loss_limits():
+    from bertcls.compress.distill import DistillLoss
+
+    g = torch.Generator().manual_seed(0)
+    z, t = torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g)
+    y, every = torch.randint(0, 3, (8,), generator=g), torch.ones(8, dtype=torch.bool)
+    ce = torch.nn.CrossEntropyLoss()
+    assert torch.allclose(DistillLoss(ce, 2.0, 0.0, False)(z, y, t, every), ce(z, y))
+    assert DistillLoss(ce, 2.0, 1.0, False)(t, y, t, every).abs() < 1e-6  # student = teacher: no soft loss
+    none = torch.zeros(8, dtype=torch.bool)  # unlabelled rows: soft targets only
+    assert torch.allclose(
+        DistillLoss(ce, 2.0, 0.5, False)(z, y, t, none), DistillLoss(ce, 2.0, 1.0, False)(z, y, t, none) * 0.5
+    )
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--student-layers", "0,5"],
+            "--student-layers='0,5' is invalid: give increasing layer indices in 0..1",
+        ),
+        (
+            ["--student-layers", "1", "--student-preset", "mini"],
+            "give one of --student-layers, --student-preset",
+        ),
+        (["--temperature", "0"], "--temperature=0.0 is invalid"),
+        (["--multi-label"], "is a single-label model: drop --multi-label"),
+    ],
+)
+def test_bad_distill_options(trained_tiny, sentiment_files, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert main(distill_args(trained_tiny, sentiment_files, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_refuses_a_base_model_teacher_and_a_foreign_vocabulary(
+    tiny_bert, trained_tiny, sentiment_files, tmp_path, capsys
+):
+    out = tmp_path / "bad"
+    assert main(distill_args(tiny_bert, sentiment_files, out)) == 2
+    assert "classifier" in capsys.readouterr().err
+    other = make_tiny_bert(tmp_path / "other", words=["alpha", "beta", "gamma"])
+    assert main(distill_args(trained_tiny, sentiment_files, out, "--student", str(other))) == 2
+    assert "its vocabulary differs from the teacher's" in capsys.readouterr().err
+    assert not out.exists()
