@@ -59,6 +59,12 @@ COMMANDS: tuple[Command, ...] = (
         "distil a trained classifier into a smaller BERT (soft targets + labels)",
     ),
     Command(
+        "prune",
+        "bertcls.compress.prune",
+        "PruneConfig",
+        "remove feed-forward neurons by importance, then recover (a smaller dense BERT)",
+    ),
+    Command(
         "explain",
         "bertcls.analysis.explain",
         "ExplainConfig",

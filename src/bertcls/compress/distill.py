@@ -101,8 +101,8 @@ class Distillation:
         taught = [self.teacher.config.id2label[i] for i in range(self.teacher.config.num_labels)]
         if taught != labels:
             raise UserError(
-                f"--teacher={self.cfg.teacher} predicts {taught}, the training data has {labels}; distil on "
-                f"data with the teacher's labels"
+                f"the teacher ({getattr(self.cfg, 'teacher', None) or getattr(self.cfg, 'source', '')}) predicts "
+                f"{taught}, the training data has {labels}; use data with the teacher's labels"
             )
         extra = []
         if self.unlabeled:
