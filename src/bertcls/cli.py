@@ -65,6 +65,12 @@ COMMANDS: tuple[Command, ...] = (
         "remove feed-forward neurons by importance, then recover (a smaller dense BERT)",
     ),
     Command(
+        "compress report",
+        "bertcls.compress.report",
+        "CompressReportConfig",
+        "score and time models in PyTorch, ONNX and ONNX int8; gate on the accuracy drop",
+    ),
+    Command(
         "explain",
         "bertcls.analysis.explain",
         "ExplainConfig",

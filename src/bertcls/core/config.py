@@ -157,9 +157,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         )
         doc = docs.get(f.name, "")
         if f.metadata.get(POSITIONAL):
-            parser.add_argument(
-                f.name, help=doc, nargs="?" if default is not None else None, default=argparse.SUPPRESS
-            )
+            nargs = "*" if get_origin(base) is list else ("?" if default is not None else None)
+            parser.add_argument(f.name, help=doc, nargs=nargs, default=argparse.SUPPRESS)
             continue
         help_text = f"{doc} (default: {default})" if doc else f"(default: {default})"
         help_text = help_text.replace("%", "%%")
@@ -252,6 +251,12 @@ def save_yaml(cfg: Any, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
 
 
+def split_commas(values: list[str]) -> list[str]:
+    """A list option of names given as "a,b" as well as "a b" (names never contain commas; paths may,
+    so path lists are not split)."""
+    return [x.strip() for v in values for x in v.split(",") if x.strip()]
+
+
 def require(condition: bool, name: str, value: Any, expectation: str) -> None:
     """For ``__post_init__``: a failed check names the flag and the bad value."""
     if not condition:
@@ -283,8 +288,7 @@ class TrackingArgs:
     def check_tracking(self) -> None:
         from bertcls.core.tracking import BACKENDS
 
-        # "--report-to tensorboard,mlflow" as well as "--report-to tensorboard mlflow"
-        self.report_to = [x.strip() for r in self.report_to for x in r.split(",") if x.strip()]
+        self.report_to = split_commas(self.report_to)
         bad = [r for r in self.report_to if r not in BACKENDS]
         require(not bad, "report_to", ",".join(self.report_to), f"choose from {', '.join(BACKENDS)}")
 

@@ -247,3 +247,42 @@ def _square(plt, fig, ax, path, axes: tuple[str, str], top: float, legend: str, 
         ax.set_title(title, fontsize=9)
     _save(fig, path)
     plt.close(fig)
+
+
+def tradeoff(
+    rows: Sequence[dict], path: str | os.PathLike, metric: str, max_drop: float | None = None
+) -> None:
+    """`bertcls compress report`: score against texts/s per model and runtime, marker area = size on disk;
+    the --max-drop line under the reference's score."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    marker = {"torch": "o", "onnx": "s", "onnx-int8": "^"}
+    biggest = max(r["mb"] for r in rows) or 1.0
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r in rows:
+        c = colours[models.index(r["model"]) % len(colours)]
+        size = 40 + 400 * r["mb"] / biggest
+        ax.scatter(
+            r["texts_per_s"], r["score"], s=size, marker=marker.get(r["runtime"], "o"), color=c, alpha=0.7
+        )
+        ax.annotate(f"{r['model']} {r['runtime']} ({r['mb']:.0f} MB)", (r["texts_per_s"], r["score"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")  # fmt: skip
+    if max_drop is not None:
+        ax.axhline(
+            rows[0]["score"] - max_drop / 100,
+            color="red",
+            ls="--",
+            lw=1,
+            label=f"--max-drop {max_drop} points",
+        )
+        ax.legend(fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("texts/s (log scale; same threads and batch size, tokenisation included)")
+    ax.set_ylabel(f"test {metric}")
+    ax.grid(alpha=0.3)
+    ax.set_title(
+        "accuracy against speed; marker area = size on disk; o torch, s ONNX fp32, ^ ONNX int8", fontsize=9
+    )
+    _save(fig, path)
+    plt.close(fig)
