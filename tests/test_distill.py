@@ -128,3 +128,24 @@ def test_refuses_a_base_model_teacher_and_a_foreign_vocabulary(
     assert main(distill_args(trained_tiny, sentiment_files, out, "--student", str(other))) == 2
     assert "its vocabulary differs from the teacher's" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_interrupted_distill_says_how_to_start_again(
+    trained_tiny, sentiment_files, tmp_path, capsys, monkeypatch
+):
+    """train's "--resume" advice would drop the teacher: distill and prune say to start again instead."""
+    import bertcls.train.train as train_mod
+    from bertcls.core.runtime import Interrupted
+
+    def interrupted(cfg, on_eval=None, distill=None):
+        raise Interrupted("interrupted at step 3; Continue with: bertcls train --config x --resume")
+
+    monkeypatch.setattr(train_mod, "run", interrupted)
+    out = tmp_path / "student"
+    assert main(distill_args(trained_tiny, sentiment_files, out, "--student-layers", "1")) == 130
+    err = capsys.readouterr().err
+    assert (
+        "distill interrupted; an interrupted distill or prune starts again" in err and "--resume" not in err
+    )
+    assert main(distill_args(trained_tiny, sentiment_files, out, "--resume")) == 2
+    assert "starts again: run the same command with --overwrite" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -59,8 +60,25 @@ class DistillConfig(TrainConfig):
         )
         require(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         require(0 <= self.alpha <= 1, "alpha", self.alpha, "must be in [0, 1]")
+        require(not self.resume, "resume", self.resume, RESUME_HINT)
         self.model = self.student or self.teacher  # checked as a model path by train; replaced in run()
         super().__post_init__()
+
+
+# The soft targets and the student's initial weights live only in this process: an interrupted run
+# cannot continue as `bertcls train --resume` would (it would drop the teacher), so it starts again.
+RESUME_HINT = "an interrupted distill or prune starts again: run the same command with --overwrite"
+
+
+@contextmanager
+def restart_hint(verb: str):
+    """Ctrl-C: replace train's "--resume" advice, which does not hold here, with the way to start again."""
+    from bertcls.core.runtime import Interrupted
+
+    try:
+        yield
+    except Interrupted:
+        raise Interrupted(f"{verb} interrupted; {RESUME_HINT}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- loss
@@ -164,7 +182,8 @@ def run(cfg: DistillConfig) -> dict:
         log.info("student: %s; teacher %s", how, cfg.teacher)
         # ---- loop: train's, with the teacher's soft targets
         train_cfg = train_of(cfg, TrainConfig, {"model": str(init)})
-        result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled))
+        with restart_hint("distill"):
+            result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled))
     # ---- save: the teacher beside the student, in bertcls.json and the card
     return record(cfg, result, how, meta)
 

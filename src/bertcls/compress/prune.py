@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertcls.compress.distill import RESUME_HINT, restart_hint
 from bertcls.core.config import require
 from bertcls.core.errors import UserError
 from bertcls.train.prepare import TrainConfig
@@ -58,6 +59,7 @@ class PruneConfig(TrainConfig):
             "must be in (0, 1), e.g. 0.5",
         )
         require(self.importance_batches >= 1, "importance_batches", self.importance_batches, "must be >= 1")
+        require(not self.resume, "resume", self.resume, RESUME_HINT)
         self.model = self.source
         super().__post_init__()
 
@@ -161,7 +163,8 @@ def run(cfg: PruneConfig) -> dict:
         pruned.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         teacher = Distillation(cfg, original.eval(), []) if cfg.distill else None
-        result = train_run(train_of(cfg, TrainConfig, {"model": tmp}), distill=teacher)
+        with restart_hint("prune"):
+            result = train_run(train_of(cfg, TrainConfig, {"model": tmp}), distill=teacher)
     # ---- save
     info = {
         "source": str(cfg.source),
