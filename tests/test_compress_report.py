@@ -12,6 +12,11 @@ import pytest
 from bertcls.cli import main
 
 
+def report_args(*models_then_files) -> list[str]:
+    *models, files = models_then_files
+    return ["compress", "report", *map(str, models), "--test-file", str(files["test"])]
+
+
 @pytest.fixture
 def worse_copy(trained_tiny, tmp_path):
     """The tiny model with its head zeroed: constant predictions, half the sentences wrong."""
@@ -30,14 +35,7 @@ def test_report_table_picture_and_untouched_models(
 ):
     before = sorted(p.name for p in trained_tiny.iterdir())
     out = tmp_path / "report"
-    args = [
-        "compress",
-        "report",
-        str(trained_tiny),
-        str(worse_copy),
-        "--test-file",
-        str(sentiment_files["test"]),
-    ]
+    args = report_args(trained_tiny, worse_copy, sentiment_files)
     assert main([*args, "--runtimes", "torch,onnx-int8", "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "texts/s" in printed and "onnx-int8" in printed
@@ -55,14 +53,7 @@ def test_report_table_picture_and_untouched_models(
 
 def test_gate_exits_1_when_no_variant_passes(trained_tiny, worse_copy, sentiment_files, tmp_path, capsys):
     out = tmp_path / "report"
-    args = [
-        "compress",
-        "report",
-        str(trained_tiny),
-        str(worse_copy),
-        "--test-file",
-        str(sentiment_files["test"]),
-    ]
+    args = report_args(trained_tiny, worse_copy, sentiment_files)
     assert main([*args, "--runtimes", "torch", "--max-drop", "1.0", "--output-dir", str(out)]) == 1
     captured = capsys.readouterr()
     assert "no compressed variant is within --max-drop 1.0 points of tiny" in captured.err
@@ -78,6 +69,6 @@ def test_gate_exits_1_when_no_variant_passes(trained_tiny, worse_copy, sentiment
     ],
 )
 def test_bad_report_options(trained_tiny, sentiment_files, tmp_path, capsys, extra, message):
-    args = ["compress", "report", str(trained_tiny), "--test-file", str(sentiment_files["test"])]
+    args = report_args(trained_tiny, sentiment_files)
     assert main([*args, *extra, "--output-dir", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "r").exists()
