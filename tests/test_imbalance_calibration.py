@@ -40,7 +40,7 @@ def test_focal_loss_down_weights_easy_examples():
 
 # ---- class weights ------------------------------------------------------------------------------------
 def test_class_weight_mapping_parses_and_refuses_bad_input():
-    from bertcls.train.prepare import parse_class_weights
+    from bertcls.core.losses import parse_class_weights
 
     assert parse_class_weights("balanced") == "balanced"
     assert parse_class_weights("spam=5, ham=1") == {"spam": 5.0, "ham": 1.0}

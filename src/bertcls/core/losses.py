@@ -7,8 +7,11 @@ gamma 0, weights included (tested), so ``--loss focal --focal-gamma 0`` is plain
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from bertcls.core.errors import UserError
 
 LOSSES = ("ce", "focal")
 
@@ -44,3 +47,39 @@ def make_loss(kind: str, multi_label: bool, weight: torch.Tensor | None, gamma: 
     if multi_label:
         return torch.nn.BCEWithLogitsLoss(pos_weight=weight)
     return torch.nn.CrossEntropyLoss(weight=weight)
+
+
+def parse_class_weights(text: str) -> str | dict[str, float]:
+    """--class-weights: "none", "balanced", or LABEL=W,... as a mapping (one-line error otherwise)."""
+    if text in ("none", "balanced"):
+        return text
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, eq, value = item.strip().rpartition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = -1.0
+        if not eq or not name or not (w > 0 and np.isfinite(w)) or name in out:
+            raise UserError(
+                f"--class-weights={text!r}: {item.strip()!r} is not LABEL=WEIGHT with a positive weight "
+                f"(each label once); use none, balanced or a mapping such as spam=5,ham=1"
+            )
+        out[name] = w
+    return out
+
+
+def class_weight_tensor(cfg, targets: list, labels: list[str]) -> torch.Tensor | None:
+    """The loss weights --class-weights asks for: per class, or each label's BCE pos_weight."""
+    weights = parse_class_weights(cfg.class_weights)
+    if weights == "none":
+        return None
+    if isinstance(weights, dict):
+        return torch.tensor([weights.get(lab, 1.0) for lab in labels], dtype=torch.float32)
+    n_labels, multi = len(labels), cfg.multi_label
+    if multi:
+        pos = np.sum(np.stack(targets), axis=0)
+        neg = len(targets) - pos
+        return torch.tensor(neg / np.maximum(pos, 1), dtype=torch.float32)  # BCE pos_weight
+    counts = np.bincount(np.asarray(targets), minlength=n_labels).astype(np.float64)
+    return torch.tensor(len(targets) / (n_labels * np.maximum(counts, 1)), dtype=torch.float32)

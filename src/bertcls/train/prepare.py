@@ -10,13 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-import torch
-
 from bertcls.core import metrics, rundir
 from bertcls.core.config import POSITIONAL, LongTextArgs, OptimArgs, TrackingArgs, check_resume, require
 from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
 from bertcls.core.errors import UserError
+from bertcls.core.losses import parse_class_weights
 
 
 @dataclass
@@ -291,26 +289,6 @@ def resolve_labels(splits: Splits, cfg: TrainConfig) -> list[str]:
     return labels
 
 
-def parse_class_weights(text: str) -> str | dict[str, float]:
-    """--class-weights: "none", "balanced", or LABEL=W,... as a mapping (one-line error otherwise)."""
-    if text in ("none", "balanced"):
-        return text
-    out: dict[str, float] = {}
-    for item in text.split(","):
-        name, eq, value = item.strip().rpartition("=")
-        try:
-            w = float(value)
-        except ValueError:
-            w = -1.0
-        if not eq or not name or not (w > 0 and np.isfinite(w)) or name in out:
-            raise UserError(
-                f"--class-weights={text!r}: {item.strip()!r} is not LABEL=WEIGHT with a positive weight "
-                f"(each label once); use none, balanced or a mapping such as spam=5,ham=1"
-            )
-        out[name] = w
-    return out
-
-
 def check_label_options(cfg: TrainConfig, labels: list[str], model) -> None:
     """The options that name labels or need a task shape, checked once the labels are known."""
     weights = parse_class_weights(cfg.class_weights)
@@ -331,22 +309,6 @@ def check_label_options(cfg: TrainConfig, labels: list[str], model) -> None:
                 f"--calibrate temperature: {type(model).__name__} has no linear output layer to scale; "
                 f"use --calibrate none"
             )
-
-
-def class_weight_tensor(cfg: TrainConfig, targets: list, labels: list[str]) -> torch.Tensor | None:
-    """The loss weights --class-weights asks for: per class, or each label's BCE pos_weight."""
-    weights = parse_class_weights(cfg.class_weights)
-    if weights == "none":
-        return None
-    if isinstance(weights, dict):
-        return torch.tensor([weights.get(lab, 1.0) for lab in labels], dtype=torch.float32)
-    n_labels, multi = len(labels), cfg.multi_label
-    if multi:
-        pos = np.sum(np.stack(targets), axis=0)
-        neg = len(targets) - pos
-        return torch.tensor(neg / np.maximum(pos, 1), dtype=torch.float32)  # BCE pos_weight
-    counts = np.bincount(np.asarray(targets), minlength=n_labels).astype(np.float64)
-    return torch.tensor(len(targets) / (n_labels * np.maximum(counts, 1)), dtype=torch.float32)
 
 
 def default_output_dir(cfg: TrainConfig) -> Path:

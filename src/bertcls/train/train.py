@@ -21,7 +21,7 @@ from bertcls.core import checkpoint, metrics, rundir, tracking
 from bertcls.core.config import to_dict
 from bertcls.core.decision import positive_class
 from bertcls.core.language import language_fit
-from bertcls.core.losses import make_loss
+from bertcls.core.losses import class_weight_tensor, make_loss
 from bertcls.core.multilabel import init_head_to_priors, label_priors
 from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.core.scoring import label_targets, scalar, score
@@ -31,7 +31,6 @@ from bertcls.train.prepare import (
     build_model,
     check_label_options,
     check_max_length,
-    class_weight_tensor,
     load_splits,
     plan_run_dir,
     resolve_labels,
