@@ -65,6 +65,15 @@ def test_distilled_student_tracks_the_teacher(trained_tiny, sentiment_files, tmp
         and "BERT-tiny" in meta["distillation"]["student"]
     )
     assert "## Distillation" in (out / "README.md").read_text()
+    # the command's resolved options are saved and load back as a valid distill config
+    import yaml
+
+    from bertcls.compress.distill import DistillConfig
+    from bertcls.core.config import from_dict
+
+    saved = yaml.safe_load((out / "distill_config.yaml").read_text())
+    again = from_dict(DistillConfig, saved, source="distill_config.yaml")
+    assert again.teacher == str(trained_tiny) and again.student_preset == "tiny" and again.alpha == 1.0
 
 
 def test_layer_student_and_unlabelled_texts(trained_tiny, sentiment_files, tmp_path):

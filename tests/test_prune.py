@@ -84,6 +84,9 @@ def test_prune_cli_writes_a_smaller_model(trained_tiny, sentiment_files, tmp_pat
     info = json.loads((out / "bertcls.json").read_text())["pruning"]
     assert info["ffn_neurons"] == [64, 16] and info["encoder_flops_ratio"] < 1
     assert info["parameters"][1] < info["parameters"][0] and "## Pruning" in (out / "README.md").read_text()
+    import yaml
+
+    assert yaml.safe_load((out / "prune_config.yaml").read_text())["target_sparsity"] == 0.75
 
 
 @pytest.mark.parametrize(

@@ -202,9 +202,13 @@ def read_unlabeled(cfg: DistillConfig) -> list[str]:
 
 
 def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:
+    from bertcls.core.config import save_yaml
     from bertcls.core.io import atomic_write_text
 
     out = Path(result["output_dir"])
+    # The command's own resolved options (run_config.yaml is the inner train run's, whose --model was
+    # a temporary student): `bertcls distill --config distill_config.yaml --overwrite` repeats the run.
+    save_yaml(cfg, out / "distill_config.yaml")
     teacher_metrics = (meta or {}).get("metrics", {})
     info = {"teacher": str(cfg.teacher), "student": how, "temperature": cfg.temperature, "alpha": cfg.alpha,
             "unlabeled_texts": bool(cfg.unlabeled_file), "teacher_metrics": teacher_metrics}  # fmt: skip
@@ -224,7 +228,7 @@ def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:
         + f"""
 ## Distillation
 
-Distilled from `{cfg.teacher}` into {how}: soft targets at temperature {cfg.temperature} (weight
+Distilled from `{cfg.teacher}` into {how} (options: `distill_config.yaml`): soft targets at temperature {cfg.temperature} (weight
 {cfg.alpha}) and the labels (weight {1 - cfg.alpha:.2f}){", with unlabelled texts in the transfer set" if cfg.unlabeled_file else ""}.
 
 | model | {split} accuracy (micro-F1 for multi-label) |

@@ -178,6 +178,10 @@ def run(cfg: PruneConfig) -> dict:
         "recovery": "labels + distillation from the unpruned model" if cfg.distill else "labels",
         "source_metrics": meta.get("metrics", {}),
     }
+    from bertcls.core.config import save_yaml
+
+    # the command's resolved options (run_config.yaml is the inner train run's, on a temporary model)
+    save_yaml(cfg, Path(result["output_dir"]) / "prune_config.yaml")
     return record(result, info)
 
 
