@@ -156,3 +156,13 @@ def test_bad_tune_options(tiny_bert, sentiment_files, tmp_path, space, capsys):
     assert main([*args, "--resume"]) == 2
     assert "no interrupted tune to resume" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_help_describes_the_tune_directory(capsys):
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "The tune's directory: study.db, trials/, best_config.yaml" in out
+        and "(the trained model)" not in out
+    )

@@ -43,6 +43,8 @@ class TuneConfig(TrainConfig):
     """Start no new trial after this long (e.g. 45m, 2h, 900s); running trials finish."""
     workers: int = 1
     """Trials run at once, each in its own process with cores / workers threads, sharing the study."""
+    output_dir: str | None = None
+    """The tune's directory: study.db, trials/, best_config.yaml, trials.csv, plots. Default: runs/tune-<search file>-<time>."""
     pruner: Literal["median", "hyperband", "none"] = "median"
     """Stop unpromising trials early from their validation --metric at each evaluation (use --eval-steps for evaluations within an epoch)."""
 
