@@ -150,8 +150,8 @@ def run(cfg: DistillConfig) -> dict:
 
     from bertcls.compress import student as students
     from bertcls.core.models import check_model_dir, read_meta
+    from bertcls.train.prepare import train_config
     from bertcls.train.train import run as train_run
-    from bertcls.train.tune_space import train_of
 
     # ---- setup
     check_model_dir(cfg.teacher, need_classifier=True)
@@ -181,7 +181,7 @@ def run(cfg: DistillConfig) -> dict:
             load_tokenizer(cfg.teacher).save_pretrained(init)
         log.info("student: %s; teacher %s", how, cfg.teacher)
         # ---- loop: train's, with the teacher's soft targets
-        train_cfg = train_of(cfg, TrainConfig, {"model": str(init)})
+        train_cfg = train_config(cfg, model=str(init))
         with restart_hint("distill"):
             result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled))
     # ---- save: the teacher beside the student, in bertcls.json and the card

@@ -141,8 +141,8 @@ def run(cfg: PruneConfig) -> dict:
 
     from bertcls.compress.distill import Distillation
     from bertcls.core.models import check_model_dir, load_tokenizer, read_meta
+    from bertcls.train.prepare import train_config
     from bertcls.train.train import run as train_run
-    from bertcls.train.tune_space import train_of
 
     # ---- setup: score and remove neurons
     check_model_dir(cfg.source, need_classifier=True)
@@ -164,7 +164,7 @@ def run(cfg: PruneConfig) -> dict:
         tokenizer.save_pretrained(tmp)
         teacher = Distillation(cfg, original.eval(), []) if cfg.distill else None
         with restart_hint("prune"):
-            result = train_run(train_of(cfg, TrainConfig, {"model": tmp}), distill=teacher)
+            result = train_run(train_config(cfg, model=tmp), distill=teacher)
     # ---- save
     info = {
         "source": str(cfg.source),

@@ -109,7 +109,8 @@ def as_logits(probs: np.ndarray, multi: bool) -> np.ndarray:
 
 
 def scalar(m: dict) -> dict:
-    return {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    """The numbers of a metrics dict (not the nested reports, labels or flags)."""
+    return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def split_scalars(result: dict) -> dict:

@@ -32,12 +32,10 @@ HINT = "pip install 'bertcls[tracking]'"
 
 
 def _numbers(record: dict, prefix: str) -> dict[str, float]:
-    skip = {"type", "step", "epoch", "n"}
-    return {
-        f"{prefix}{k}": float(v)
-        for k, v in record.items()
-        if k not in skip and isinstance(v, (int, float)) and not isinstance(v, bool)
-    }
+    from bertcls.core.scoring import scalar
+
+    skip = {"step", "epoch", "n"}
+    return {f"{prefix}{k}": float(v) for k, v in scalar(record).items() if k not in skip}
 
 
 class Tracker:

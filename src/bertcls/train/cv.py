@@ -169,6 +169,8 @@ def write_oof(path: Path, data: TextData, oof: list, labels: list[str], multi: b
     """oof_predictions.csv (every row once, in file order) and the metrics of those predictions."""
     import csv
 
+    from bertcls.core.scoring import scalar
+
     n = len(data)
     probs, preds, fold = np.zeros((n, len(labels))), [None] * n, np.zeros(n, dtype=int)
     for idx, k, p, d in oof:
@@ -197,7 +199,7 @@ def write_oof(path: Path, data: TextData, oof: list, labels: list[str], multi: b
         m = metrics.multi_label(y, yp, labels, metrics.logit(probs))
     else:
         m = metrics.single_label(data.labels, preds, labels)
-    return {k: v for k, v in m.items() if isinstance(v, (int, float))}
+    return scalar(m)
 
 
 def summarize_folds(results: list[dict], metric: str) -> dict:

@@ -6,7 +6,7 @@ Everything here can fail on user input, and all of it runs before the run direct
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -208,6 +208,13 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
         from bertcls.core.longtext import LongText
 
         return LongText(self.long_text, self.head_tokens, self.stride, self.pooling).check(self.max_length)
+
+
+def train_config(cfg: TrainConfig, **overrides) -> TrainConfig:
+    """A plain TrainConfig from ``cfg``, which may extend it (tune, distill, prune): its train options,
+    with ``overrides``, checked again by TrainConfig."""
+    names = {f.name for f in fields(TrainConfig) if f.init}
+    return TrainConfig(**({k: v for k, v in asdict(cfg).items() if k in names} | overrides))
 
 
 @dataclass

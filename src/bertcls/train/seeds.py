@@ -127,9 +127,10 @@ def interval(values: list[float]) -> dict:
 
 
 def scalars(m: dict) -> dict[str, float]:
-    return {
-        k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"
-    }
+    """The scores of a metrics dict, without the row count."""
+    from bertcls.core.scoring import scalar
+
+    return {k: v for k, v in scalar(m).items() if k != "n"}
 
 
 def summarize_seeds(runs: dict[int, dict], metric: str, best: int) -> dict:

@@ -23,8 +23,8 @@ from typing import Literal
 from bertcls.core import metrics
 from bertcls.core.config import require, save_yaml
 from bertcls.core.errors import UserError
-from bertcls.train.prepare import TrainConfig
-from bertcls.train.tune_space import load_space, train_of
+from bertcls.train.prepare import TrainConfig, train_config
+from bertcls.train.tune_space import load_space
 
 log = logging.getLogger("bertcls")
 
@@ -77,7 +77,7 @@ def run(cfg: TuneConfig) -> dict:
     from bertcls.core.runtime import setup_logging
 
     # ---- setup
-    space = load_space(cfg.search, cfg, TrainConfig)
+    space = load_space(cfg.search, cfg)
     final = Path(cfg.output_dir or f"runs/tune-{Path(cfg.search).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     work = partial_dir(final)
     check_output_dir(final, "tune", overwrite=True if cfg.resume else cfg.overwrite)
@@ -139,17 +139,25 @@ def run(cfg: TuneConfig) -> dict:
     return summary
 
 
-def _study(work: Path, cfg: TuneConfig, create: bool):
+def _storage(work: Path):
+    """The study's SQLite file, with a lock timeout long enough for workers writing at once."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(
+    return optuna.storages.RDBStorage(
         f"sqlite:///{work / STUDY}", engine_kwargs={"connect_args": {"timeout": 120}}
     )
-    direction = "minimize" if cfg.metric in metrics.LOWER_IS_BETTER else "maximize"
+
+
+def _study(work: Path, cfg: TuneConfig, create: bool, **kw):
+    """The study in ``work``: created (or found) with the direction of --metric, or loaded (``kw``: the
+    sampler and pruner of a worker)."""
+    import optuna
+
     if not create:
-        return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+        return optuna.load_study(study_name=STUDY_NAME, storage=_storage(work), **kw)
+    direction = "minimize" if cfg.metric in metrics.LOWER_IS_BETTER else "maximize"
     return optuna.create_study(
-        study_name=STUDY_NAME, storage=storage, direction=direction, load_if_exists=True
+        study_name=STUDY_NAME, storage=_storage(work), direction=direction, load_if_exists=True
     )
 
 
@@ -191,13 +199,8 @@ def _worker(job) -> None:
     work = Path(work)
     threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.workers) if cfg.workers > 1 else None)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    loaded = _study(work, cfg, create=False)
-    study = optuna.load_study(
-        study_name=STUDY_NAME,
-        storage=loaded._storage,
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed + index),
-        pruner=make_pruner(cfg.pruner),
-    )
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed + index)
+    study = _study(work, cfg, create=False, sampler=sampler, pruner=make_pruner(cfg.pruner))
     total = _finished(study) + left
     stop = MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))
     study.optimize(
@@ -218,10 +221,9 @@ def objective(trial, cfg: TuneConfig, space: dict, work: Path, threads: int | No
 
     params = {name: p.suggest(trial) for name, p in space.items()}
     out = work / "trials" / f"trial-{trial.number:03d}"
-    train_cfg = train_of(
+    train_cfg = train_config(
         cfg,
-        TrainConfig,
-        params,
+        **params,
         output_dir=str(out),
         overwrite=True,
         resume=False,
@@ -263,7 +265,7 @@ def _report(study, cfg: TuneConfig, space: dict, work: Path) -> dict:
             f"and the trials in {work / 'trials'}; widen --search or raise --timeout"
         )
     best = study.best_trial
-    best_cfg = train_of(cfg, TrainConfig, dict(best.params), output_dir=None, overwrite=False, resume=False)
+    best_cfg = train_config(cfg, **best.params, output_dir=None, overwrite=False, resume=False)
     save_yaml(best_cfg, work / "best_config.yaml")
     return write_report(study, cfg, space, work, best)
 

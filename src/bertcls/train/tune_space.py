@@ -83,16 +83,17 @@ def _param(name: str, spec: Any, where: str) -> Param:
     return Param(name, kind, low=low, high=high, log=log, step=step)
 
 
-def load_space(path: str, base: Any, train_cls: type) -> dict[str, Param]:
-    """The search space in ``path``, every key and value checked against ``train_cls`` (TrainConfig)."""
+def load_space(path: str, base: Any) -> dict[str, Param]:
+    """The search space in ``path``, every key and value checked as a train option on top of ``base``."""
     from bertcls.core.config import load_yaml
+    from bertcls.train.prepare import TrainConfig, train_config
 
     if not Path(path).is_file():
         raise UserError(f"--search={path}: file not found; give the search space YAML")
     raw = load_yaml(path)
     if not raw:
         raise UserError(f"--search={path}: the search space is empty; give at least one option to search")
-    options = {f.name for f in dataclasses.fields(train_cls) if f.init}
+    options = {f.name for f in dataclasses.fields(TrainConfig) if f.init}
     space: dict[str, Param] = {}
     for key, spec in raw.items():
         name = str(key).replace("-", "_")
@@ -106,15 +107,8 @@ def load_space(path: str, base: Any, train_cls: type) -> dict[str, Param]:
         p = _param(name, spec, where)
         for value in p.extremes():  # each value must make a valid train config
             try:
-                train_of(base, train_cls, {name: value})
+                train_config(base, **{name: value})
             except UserError as e:
                 raise UserError(f"{where}: {value!r} is not a valid value ({e})") from None
         space[name] = p
     return space
-
-
-def train_of(tune_cfg: Any, train_cls: type, params: dict, **more: Any) -> Any:
-    """The train config a trial runs: the tune config's train options with ``params`` (and ``more``)."""
-    names = {f.name for f in dataclasses.fields(train_cls) if f.init}
-    values = {k: v for k, v in dataclasses.asdict(tune_cfg).items() if k in names}
-    return train_cls(**(values | params | more))
