@@ -158,3 +158,17 @@ def test_interrupted_distill_says_how_to_start_again(
     )
     assert main(distill_args(trained_tiny, sentiment_files, out, "--resume")) == 2
     assert "starts again: run the same command with --overwrite" in capsys.readouterr().err
+
+
+def test_preset_student_follows_the_seed(trained_tiny, sentiment_files, tmp_path):
+    """Regression: a preset student's random initialisation came from whatever had used torch's global RNG
+    before, so the same command gave different students (and a test passed or failed by test order)."""
+    weights = []
+    for i, noise in enumerate((1, 2)):
+        torch.manual_seed(noise)  # what ran before in the process
+        torch.rand(noise * 10)
+        out = tmp_path / f"s{i}"
+        args = distill_args(trained_tiny, sentiment_files, out, "--student-preset", "tiny", "--seed", "3")
+        assert main([*args, "--epochs", "1"]) == 0
+        weights.append((out / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]

@@ -164,6 +164,7 @@ def run(cfg: DistillConfig) -> dict:
         )
     teacher = AutoModelForSequenceClassification.from_pretrained(cfg.teacher).eval()
     unlabeled = read_unlabeled(cfg)
+    torch.manual_seed(cfg.seed)  # a preset student's random weights follow --seed, not what ran before
     with tempfile.TemporaryDirectory(prefix="bertcls-student-") as tmp:
         init = Path(tmp)
         if cfg.student:
