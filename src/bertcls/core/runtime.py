@@ -82,6 +82,14 @@ def setup_logging(path: str | os.PathLike | None, main_process: bool = True) -> 
     return log
 
 
+def worker_threads(threads: int | None, workers: int) -> int | None:
+    """Torch threads for each of ``workers`` processes sharing the machine: --threads if given, else the
+    cores split between them; a single worker keeps torch's own choice (None)."""
+    if threads or workers <= 1:
+        return threads
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def progress(**kwargs):
     from tqdm.auto import tqdm
 

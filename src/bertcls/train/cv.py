@@ -21,7 +21,6 @@ from bertcls.core.config import save_yaml
 from bertcls.core.data import TextData
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_write_text, staged_dir
-from bertcls.core.rundir import check_output_dir
 
 log = logging.getLogger("bertcls")
 
@@ -33,12 +32,10 @@ OOF_FILE = "oof_predictions.csv"
 def run(cfg, train_one) -> dict:
     """``train_one``: `bertcls train`'s run(cfg) for one fold (passed in: train.train imports this module)."""
     from bertcls.core.runtime import setup_logging
-    from bertcls.train.prepare import default_output_dir, read
+    from bertcls.train.prepare import read
+    from bertcls.train.seeds import promote, relocate, result_dir
 
-    setup_logging(None)
-    final = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    inputs = [("--model", cfg.model), ("--train-file", cfg.train_file), ("--test-file", cfg.test_file)]
-    check_output_dir(final, "train", overwrite=cfg.overwrite, inputs=inputs)
+    final = result_dir(cfg)
     data = read(cfg, cfg.train_file)
     if cfg.validation_file:
         data = concat(data, read(cfg, cfg.validation_file))
@@ -54,12 +51,9 @@ def run(cfg, train_one) -> dict:
             run_dir = Path(fold_cfg.output_dir)
             results.append(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")))
             oof.append(_predict_held_out(run_dir, data, np.flatnonzero(fold_of == k), k))
-        labels = json.loads((tmp / "folds" / "fold-1" / "bertcls.json").read_text())["labels"]
         summary = summarize_folds(results, cfg.metric)
-        summary["oof"] = write_oof(tmp / OOF_FILE, data, oof, labels, cfg.multi_label)
+        summary["oof"] = write_oof(tmp / OOF_FILE, data, oof, cfg.multi_label)
         if cfg.cv_final:
-            from bertcls.train.seeds import promote, relocate
-
             train_one(
                 dataclasses.replace(
                     cfg, cv=None, cv_final=False, output_dir=str(tmp / "final"), overwrite=False
@@ -75,8 +69,6 @@ def run(cfg, train_one) -> dict:
                 tmp / "README.md", f"# {final.name}: {cfg.cv}-fold cross-validation\n" + cv_section(summary)
             )
         atomic_write_text(tmp / SUMMARY_FILE, json.dumps(summary, indent=2))
-        from bertcls.train.seeds import relocate
-
         for fold in (tmp / "folds").iterdir():  # the paths the fold runs will have once swapped in
             relocate(fold, tmp, final)
     summary["output_dir"] = str(final)
@@ -161,19 +153,19 @@ def _predict_held_out(run_dir: Path, data: TextData, idx: np.ndarray, k: int) ->
     clf = TextClassifier.from_pretrained(run_dir)
     held = data.subset(idx)
     probs = clf.predict_proba(held.texts, held.pairs)
-    return idx, k, probs, clf.decide(probs)
+    return idx, k, probs, clf.decide(probs), clf.labels
 
 
 # ---------------------------------------------------------------------------------------------------- save
-def write_oof(path: Path, data: TextData, oof: list, labels: list[str], multi: bool) -> dict:
+def write_oof(path: Path, data: TextData, oof: list, multi: bool) -> dict:
     """oof_predictions.csv (every row once, in file order) and the metrics of those predictions."""
     import csv
 
     from bertcls.core.scoring import scalar
 
-    n = len(data)
+    n, labels = len(data), oof[0][4]  # every fold's model has the same labels (all of them in training)
     probs, preds, fold = np.zeros((n, len(labels))), [None] * n, np.zeros(n, dtype=int)
-    for idx, k, p, d in oof:
+    for idx, k, p, d, _ in oof:
         probs[idx], fold[idx] = p, k + 1
         for i, label in zip(idx, d):
             preds[i] = label

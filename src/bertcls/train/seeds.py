@@ -34,18 +34,13 @@ SPLITS = ("validation", "test")
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg, train_one) -> dict:
     """``train_one``: `bertcls train`'s run(cfg) for one seed (passed in: train.train imports this module)."""
-    from bertcls.core.runtime import setup_logging
-    from bertcls.train.prepare import default_output_dir
+    from bertcls.core.runtime import worker_threads
 
-    setup_logging(None)
-    final = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    inputs = [("--model", cfg.model), ("--train-file", cfg.train_file), ("--test-file", cfg.test_file)]
-    check_output_dir(final, "train", overwrite=cfg.overwrite, inputs=inputs)
+    final = result_dir(cfg)
     workers = min(cfg.seed_workers, len(cfg.seeds))
-    threads = cfg.threads or max(1, (os.cpu_count() or 1) // workers)
     with staged_dir(final) as tmp:
         save_yaml(cfg, tmp / "seeds_config.yaml")
-        per_run = threads if workers > 1 else cfg.threads
+        per_run = worker_threads(cfg.threads, workers)
         jobs = [one_seed(cfg, k, tmp / "seeds" / f"seed-{k}", per_run) for k in cfg.seeds]
         log.info("training %d seeds (%d at a time) into %s", len(jobs), workers, final)
         if workers > 1:
@@ -65,9 +60,22 @@ def run(cfg, train_one) -> dict:
             relocate(where, tmp, final)
         atomic_write_text(tmp / SUMMARY_FILE, json.dumps(summary, indent=2))
         card = tmp / "README.md"
-        card.write_text(card.read_text(encoding="utf-8") + seeds_section(summary), encoding="utf-8")
+        atomic_write_text(card, card.read_text(encoding="utf-8") + seeds_section(summary))
     summary["output_dir"] = str(final)
     return summary
+
+
+def result_dir(cfg) -> Path:
+    """Where a run of runs (seeds, folds) ends up, checked before any work: it may replace only an
+    earlier result of `bertcls train`, never the model or the data."""
+    from bertcls.core.runtime import setup_logging
+    from bertcls.train.prepare import default_output_dir
+
+    setup_logging(None)
+    final = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    inputs = [("--model", cfg.model), ("--train-file", cfg.train_file), ("--test-file", cfg.test_file)]
+    check_output_dir(final, "train", overwrite=cfg.overwrite, inputs=inputs)
+    return final
 
 
 def one_seed(cfg, seed: int, out: Path, threads: int | None):

@@ -13,7 +13,6 @@ finished trials.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -193,11 +192,11 @@ def _worker(job) -> None:
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    from bertcls.core.runtime import setup_logging
+    from bertcls.core.runtime import setup_logging, worker_threads
 
     cfg, space, work, left, index = job
     work = Path(work)
-    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // cfg.workers) if cfg.workers > 1 else None)
+    threads = worker_threads(cfg.threads, cfg.workers)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=cfg.seed + index)
     study = _study(work, cfg, create=False, sampler=sampler, pruner=make_pruner(cfg.pruner))
