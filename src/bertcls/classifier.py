@@ -10,6 +10,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from bertcls.core.decision import Decision
 from bertcls.core.errors import UserError
 from bertcls.core.models import META_FILE, check_model_dir, check_vocab, read_meta
 
@@ -39,8 +40,6 @@ class TextClassifier:
         self.thresholds = np.asarray(meta.get("thresholds") or [0.5] * len(self.labels), dtype=np.float32)
         self.max_length: int = int(meta.get("max_length", 512))
         self.batch_size = 64
-        from bertcls.core.decision import Decision
-
         # binary, trained with --tune-threshold: the positive class's decision threshold (None = argmax)
         self.decision = Decision.from_meta(meta)
         from bertcls.core.longtext import LongText
@@ -60,8 +59,6 @@ class TextClassifier:
         if self.multi_label and self.ensemble.thresholds:
             self.thresholds = np.asarray(self.ensemble.thresholds, dtype=np.float32)
         if self.ensemble.threshold is not None:  # tuned on the combined probabilities
-            from bertcls.core.decision import Decision
-
             self.decision = Decision.from_meta(self.meta, self.ensemble.threshold)
 
     def load_baseline(self) -> Any:
