@@ -129,7 +129,10 @@ def batched_logits(
     out = np.zeros((len(encodings), model.config.num_labels), dtype=np.float32)
     for idx in sorted_batches([len(e["input_ids"]) for e in encodings], batch_size=batch_size):
         batch = collate([encodings[i] for i in idx])
-        batch = {k: v.to(device) for k, v in batch.items()}
+        # Inputs only: with the labels the model would also compute a loss nobody reads, and a loss of
+        # the wrong kind when the model's problem_type does not match the rows (multi-label teachers in
+        # distill crashed here on float targets).
+        batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
         logits = model(**batch).logits
         out[idx] = logits.float().cpu().numpy()
     model.train(was_training)
