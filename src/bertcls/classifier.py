@@ -104,9 +104,10 @@ class TextClassifier:
             model = OnnxModel.load(path, threads=threads, onnx_dir=onnx_dir)
         else:
             import torch
-            from transformers import AutoModelForSequenceClassification
 
-            model = AutoModelForSequenceClassification.from_pretrained(path)
+            from bertcls.core.models import load_trained
+
+            model = load_trained(path)
             check_vocab(tokenizer, model.config, path)
             model.eval()
             if device:

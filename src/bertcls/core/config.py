@@ -294,6 +294,44 @@ class TrackingArgs:
 
 
 @dataclasses.dataclass
+class FewShotArgs:
+    """`bertcls train --method setfit` (train.fewshot): its own optimisation options, because SetFit's
+    contrastive phase wants other defaults than fine-tuning (Tunstall et al. 2022: 1 epoch, batch 16,
+    learning rate 2e-5)."""
+
+    method: Literal["finetune", "setfit"] = "finetune"
+    """finetune: fine-tune the encoder with a classification head (the default). setfit: few-shot training for tens of labelled texts per class: contrastive fine-tuning of the sentence encoder on pairs of training texts (same label = similar), then a logistic regression on its embeddings (the setfit library; pip install 'bertcls[fewshot]'); the model is the encoder, its pooling and the regression as one linear layer."""
+    setfit_epochs: int = 1
+    """setfit: epochs over the generated pairs (--epochs is fine-tuning's)."""
+    setfit_batch_size: int = 16
+    """setfit: pairs per batch."""
+    setfit_learning_rate: float = 2e-5
+    """setfit: the encoder's learning rate in the contrastive phase."""
+    setfit_iterations: int | None = None
+    """setfit: pairs generated per training text (the paper's 20); default: setfit's oversampling, every text paired until the rarer pair kind (same/different label) is used up."""
+
+    def check_fewshot(self) -> None:
+        require(self.setfit_epochs >= 1, "setfit_epochs", self.setfit_epochs, "must be >= 1")
+        require(self.setfit_batch_size >= 2, "setfit_batch_size", self.setfit_batch_size, "must be >= 2")
+        require(
+            self.setfit_learning_rate > 0, "setfit_learning_rate", self.setfit_learning_rate, "must be > 0"
+        )
+        it = self.setfit_iterations
+        require(it is None or it >= 1, "setfit_iterations", it, "must be >= 1")
+        if self.method != "setfit":
+            return
+        refused = {  # what SetFit has no place for: flag -> (is set, why)
+            "resume": (getattr(self, "resume", False), "setfit runs are short and keep no checkpoints; start again"),
+            "text_pair_column": (getattr(self, "text_pair_column", None), "sentence pairs need --method finetune"),
+            "long_text": (getattr(self, "long_text", None) not in (None, "truncate"), "setfit reads the first --max-length tokens"),
+            "loss": (getattr(self, "loss", "ce") != "ce", "setfit's head is a logistic regression; use --class-weights balanced"),
+            "class_weights": (getattr(self, "class_weights", "none") not in ("none", "balanced"), "setfit takes none or balanced"),
+        }  # fmt: skip
+        for name, (on, why) in refused.items():
+            require(not on, name, getattr(self, name), f"not with --method setfit: {why}")
+
+
+@dataclasses.dataclass
 class OptimArgs:
     """Optimisation options shared by `bertcls train` and `bertcls pretrain` (their configs extend this)."""
 

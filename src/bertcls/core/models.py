@@ -68,7 +68,7 @@ def check_model_dir(path: str | os.PathLike, *, need_classifier: bool = False) -
     check_weights(p)
     if not any((p / t).is_file() for t in TOKENIZER_FILES):
         raise UserError(f"{p}: no tokenizer files (tokenizer.json or vocab.txt); the directory is incomplete")
-    if need_classifier:
+    if need_classifier and not is_sentence_classifier(p):
         archs = cfg.get("architectures") or []
         if not any(a.endswith("ForSequenceClassification") for a in archs) or "id2label" not in cfg:
             raise UserError(
@@ -134,3 +134,23 @@ def read_meta(path: str | os.PathLike) -> dict:
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise UserError(f"{f}: 'labels' must be a non-empty list of label names; {damaged}")
     return meta
+
+
+def is_sentence_classifier(path: str | os.PathLike) -> bool:
+    """A `train --method setfit` directory (core.sentence_model): encoder + pooling + linear head."""
+    from bertcls.core.sentence_model import ARCHITECTURE
+
+    f = Path(path) / META_FILE
+    return f.is_file() and read_meta(path).get("architecture") == ARCHITECTURE
+
+
+def load_trained(path: str | os.PathLike):
+    """The torch classifier in a model directory: a Hugging Face sequence-classification model, or the
+    sentence-embedding classifier of `train --method setfit`."""
+    if is_sentence_classifier(path):
+        from bertcls.core.sentence_model import SentenceClassifier
+
+        return SentenceClassifier.from_pretrained(path)
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(path)

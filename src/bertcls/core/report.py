@@ -150,6 +150,7 @@ def _train_summary(r: FinishedRun) -> dict:
         "best_" + r.cfg.metric: state["best"],
         "stopped_early": state["stopped_early"],
         "precision": state["precision"],
+        "method": getattr(r.cfg, "method", "finetune"),
         "n_train": len(r.splits.train),
         "n_validation": len(r.splits.validation),
         "label_counts": label_summary(r.splits.train),
@@ -203,6 +204,8 @@ def finish_run(r: FinishedRun) -> dict:
         }
         | probabilities.meta(r, calibrated, decision)
         | compared_meta
+        # how to load a model that is not a transformers classifier (core.sentence_model)
+        | getattr(r.model, "bertcls_meta", dict)()
     )
     save_model_dir(r.model, r.tokenizer, out, (META_FILE, meta))
     write_history(out / HISTORY_FILE, r.history)

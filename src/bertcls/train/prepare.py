@@ -11,14 +11,22 @@ from pathlib import Path
 from typing import Literal
 
 from bertcls.core import metrics, rundir
-from bertcls.core.config import POSITIONAL, LongTextArgs, OptimArgs, TrackingArgs, check_resume, require
+from bertcls.core.config import (
+    POSITIONAL,
+    FewShotArgs,
+    LongTextArgs,
+    OptimArgs,
+    TrackingArgs,
+    check_resume,
+    require,
+)
 from bertcls.core.data import Columns, TextData, label_counts, load, split_validation
 from bertcls.core.errors import UserError
 from bertcls.core.losses import parse_class_weights
 
 
 @dataclass
-class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
+class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs, FewShotArgs):
     model: str = "minilm-l6"
     """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
     dataset: str | None = None
@@ -111,6 +119,7 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs):
     def __post_init__(self) -> None:
         self.check_optim()
         self.check_tracking()
+        self.check_fewshot()
         require(
             bool(self.dataset) != bool(self.train_file),
             "train_file",

@@ -56,6 +56,10 @@ def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
         from bertcls.train import cv
 
         return cv.run(cfg, run)
+    if cfg.method == "setfit":  # few-shot: contrastive encoder training + logistic regression
+        from bertcls.train import fewshot
+
+        return fewshot.run(cfg)
     # ---- setup: everything that can fail on user input happens before the run directory exists
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -1,0 +1,167 @@
+"""`bertcls train --method setfit` (issue 15): a few-shot run on a handful of texts is a standard run
+directory that TextClassifier, evaluate and export read; the saved model equals setfit's (the encoder's
+sentence-transformers embedding and the logistic regression as one linear layer); one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import sentiment_rows, write_csv
+
+from bertcls.cli import main
+
+SETFIT = ["--method", "setfit", "--max-length", "32", "--setfit-learning-rate", "1e-3"]
+SETFIT += ["--setfit-iterations", "5", "--no-baseline"]
+
+
+@pytest.fixture(scope="module")
+def few(tmp_path_factory):
+    d = tmp_path_factory.mktemp("few")
+    return {
+        "train": write_csv(d / "train.csv", sentiment_rows(48, seed=1)),  # every sentiment word seen
+        "dev": write_csv(d / "dev.csv", sentiment_rows(40, seed=2)),
+        "test": write_csv(d / "test.csv", sentiment_rows(40, seed=3)),
+    }
+
+
+def setfit_args(model, files, out, *extra) -> list[str]:
+    return ["train", "--model", str(model), "--train-file", str(files["train"]), "--validation-file",
+            str(files["dev"]), "--test-file", str(files["test"]), "--output-dir", str(out), *SETFIT, *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setfit_run(tmp_path_factory, tiny_bert, few):
+    out = tmp_path_factory.mktemp("runs") / "setfit"
+    assert main(setfit_args(tiny_bert, few, out)) == 0
+    return out
+
+
+def test_setfit_run_is_a_standard_run_directory(setfit_run, few):
+    from bertcls import TextClassifier
+
+    for f in (
+        "metrics.json",
+        "README.md",
+        "run_config.yaml",
+        "bertcls.json",
+        "head.safetensors",
+        "modules.json",
+    ):
+        assert (setfit_run / f).is_file(), f
+    assert not (setfit_run / "setfit").exists()  # setfit's checkpoint folder is cleaned up
+    meta = json.loads((setfit_run / "bertcls.json").read_text())
+    assert meta["architecture"] == "sentence" and meta["pooling"] == "mean"
+    assert meta["labels"] == ["negative", "positive"]
+    m = json.loads((setfit_run / "metrics.json").read_text())
+    assert m["train"]["method"] == "setfit" and m["train"]["n_train"] == 48 and "accuracy" in m["test"]
+    clf = TextClassifier.from_pretrained(setfit_run)
+    assert clf.predict("the film was great great") in ("positive", "negative")  # one in, one out
+    preds = clf.predict(["a great lovely film", "an awful dull film"])
+    assert preds == ["positive", "negative"]
+    assert m["test"]["accuracy"] >= 0.85  # it learned the task
+    top = clf.explain("a great lovely film").top(2)  # Integrated Gradients through the mean pooling
+    assert {w for w, _ in top} & {"great", "lovely"}, top
+    # the encoder's config must not name the labels: plain transformers would load a random head under them
+    assert "positive" not in (setfit_run / "config.json").read_text()
+
+
+def test_saved_model_is_the_sentence_transformer_and_its_regression(setfit_run):
+    """The directory loads in sentence-transformers as the trained encoder: our module's embedding equals
+    SentenceTransformer.encode, so the head sees exactly what setfit's regression was fitted on."""
+    from sentence_transformers import SentenceTransformer
+
+    from bertcls import TextClassifier
+
+    texts = ["the film was great", "boring plot and awful acting", "a story"]
+    st = SentenceTransformer(str(setfit_run), device="cpu")
+    expected = st.encode(texts, convert_to_numpy=True)
+    clf = TextClassifier.from_pretrained(setfit_run)
+    batch = clf.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ours = clf.model.embed(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+    np.testing.assert_allclose(ours.numpy(), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_head_from_sklearn_equals_predict_proba(kind):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from bertcls.core.sentence_model import head_from_sklearn
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 8)).astype(np.float32)
+    if kind == "multilabel":
+        y = (x[:, :3] > 0).astype(int)
+        est = OneVsRestClassifier(LogisticRegression()).fit(x, y)
+        n, act = 3, torch.sigmoid
+    else:
+        n = 2 if kind == "binary" else 4
+        y = np.arange(60) % n
+        est = LogisticRegression(max_iter=500).fit(x, y)
+        act = lambda z: torch.softmax(z, dim=1)  # noqa: E731
+    with torch.no_grad():
+        ours = act(head_from_sklearn(est, n)(torch.from_numpy(x))).numpy()
+    np.testing.assert_allclose(ours, est.predict_proba(x), atol=1e-5)
+
+
+def test_evaluate_and_onnx_export_read_a_setfit_run(setfit_run, few, tmp_path, capsys):
+    from bertcls import TextClassifier
+
+    assert (
+        main(
+            [
+                "evaluate",
+                str(setfit_run),
+                "--file",
+                str(few["test"]),
+                "--output-dir",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    m = json.loads((setfit_run / "metrics.json").read_text())["test"]
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert abs(ev["accuracy"] - m["accuracy"]) < 1e-9
+    assert main(["export", str(setfit_run)]) == 0  # parity-checked against torch, or it fails
+    texts = [r["text"] for r in sentiment_rows(20, seed=9)]
+    torch_p = TextClassifier.from_pretrained(setfit_run).predict_proba(texts)
+    onnx_p = TextClassifier.from_pretrained(setfit_run, backend="onnx").predict_proba(texts)
+    np.testing.assert_allclose(np.asarray(onnx_p), np.asarray(torch_p), atol=1e-4)
+
+
+def test_multilabel_setfit(tmp_path, tiny_bert):
+    from bertcls import TextClassifier
+
+    rows = []
+    for r in sentiment_rows(60, seed=4):
+        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
+        rows.append({"text": r["text"], "label": ";".join(labs)})
+    files = {"train": write_csv(tmp_path / "t.csv", rows[:24]), "dev": write_csv(tmp_path / "d.csv", rows[24:44]),
+             "test": write_csv(tmp_path / "e.csv", rows[44:])}  # fmt: skip
+    out = tmp_path / "ml"
+    assert main(setfit_args(tiny_bert, files, out, "--multi-label")) == 0
+    meta = json.loads((out / "bertcls.json").read_text())
+    assert meta["task"] == "multi_label" and len(meta["thresholds"]) == 2
+    assert isinstance(TextClassifier.from_pretrained(out).predict("a good film"), list)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--text-pair-column", "b"], "--text-pair-column='b' is invalid: not with --method setfit"),
+        (["--loss", "focal"], "--loss='focal' is invalid: not with --method setfit"),
+        (["--setfit-iterations", "0"], "--setfit-iterations=0 is invalid: must be >= 1"),
+        (["--long-text", "chunks"], "not with --method setfit: setfit reads the first --max-length tokens"),
+    ],
+)
+def test_bad_setfit_options(tiny_bert, few, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert main(setfit_args(tiny_bert, few, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
