@@ -2,8 +2,8 @@
 
 SetFit's model is a sentence-transformers encoder (mean pooling, often normalised) and a scikit-learn
 logistic regression on the embeddings. BERT's sequence-classification head reads the [CLS] token instead,
-and measured on SST-2 with 8 examples per class the [CLS]/pooler features lose about 7 points against
-mean pooling (README "Few-shot"), so the model cannot be folded into ``BertForSequenceClassification``
+and measured on SST-2 with 8 examples per class the [CLS]/pooler features lose several points against
+mean pooling (bench/fewshot_pooling.py; README "Few-shot"), so the model cannot be folded into ``BertForSequenceClassification``
 without losing what makes it work. This module is that model, written by hand because neither library
 has it as a torch module: encoder, pooling, normalisation and the regression as a ``classifier`` linear
 layer, exact to the fitted scikit-learn head (softmax of ``[0, z]`` is the binary regression's

@@ -1,0 +1,124 @@
+"""Few-shot (issue 15): `bertcls train --method setfit` against standard `bertcls train` fine-tuning and the
+TF-IDF + logistic regression baseline, on the same stratified subsets of N training texts per class.
+
+Each seed draws its own subset (and the fine-tuning run's seed). Validation: the data's dev.csv, else a
+fixed seeded 10% of train kept out of every subset; the same for all methods (fine-tuning selects its
+best epoch on it; SetFit does not use it). TF-IDF is the baseline every fine-tuning run fits on the same
+subset (metrics.json "baseline"). Test: test.csv, whole.
+
+    python bench/fewshot.py --data ../shared/data/sst2 --sizes 8,16,32,64 --seeds 0,1,2,3,4
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+FINETUNE = "--epochs 20 --batch-size 16"  # 16-128 texts: 3 epochs would be a handful of steps
+
+
+def read(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def subset(rows: list[dict], per_class: int, seed: int, label: str = "label") -> list[dict]:
+    rng = np.random.default_rng(seed)
+    by = {}
+    for i, r in enumerate(rows):
+        by.setdefault(r[label], []).append(i)
+    picked = [
+        i for lab in sorted(by) for i in rng.choice(by[lab], min(per_class, len(by[lab])), replace=False)
+    ]
+    return [rows[i] for i in sorted(picked)]
+
+
+def train(args: list[str], out: Path) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "bertcls", "train", *args, "--output-dir", str(out), "--overwrite"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads((out / "metrics.json").read_text()), round(time.perf_counter() - t0, 1)
+
+
+def mean_std(v: list[float]) -> list[float]:
+    return [float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--model", default="minilm-l6")
+    p.add_argument("--sizes", default="8,16,32,64")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--methods", default="setfit,finetune")
+    p.add_argument("--setfit-extra", default="")
+    p.add_argument("--finetune-extra", default=FINETUNE)
+    p.add_argument("--max-length", default="64")
+    p.add_argument("--runs", default="runs/bench-fewshot")
+    p.add_argument("--out", default=None)
+    a = p.parse_args()
+    data = Path(a.data)
+    runs = Path(a.runs) / data.name
+    train_rows = read(data / "train.csv")
+    if (data / "dev.csv").is_file():
+        dev = data / "dev.csv"
+    else:  # a fixed held-out tenth of train, never in a subset
+        rng = np.random.default_rng(12345)
+        order = rng.permutation(len(train_rows))
+        held = set(order[: len(train_rows) // 10].tolist())
+        dev = write(runs / "dev.csv", [r for i, r in enumerate(train_rows) if i in held])
+        train_rows = [r for i, r in enumerate(train_rows) if i not in held]
+    out_file = Path(a.out or HERE / "results" / f"fewshot_{data.name}.json")
+    result = json.loads(out_file.read_text()) if out_file.is_file() else {}
+    result |= {"command": " ".join(sys.argv), "model": a.model, "validation": str(dev)}
+    cells = result.setdefault("cells", {})
+    for n in map(int, a.sizes.split(",")):
+        for seed in a.seeds.split(","):
+            sub = write(runs / f"n{n}-s{seed}" / "train.csv", subset(train_rows, n, int(seed)))
+            common = ["--model", a.model, "--train-file", str(sub), "--validation-file", str(dev),
+                      "--test-file", str(data / "test.csv"), "--seed", seed, "--max-length", a.max_length]  # fmt: skip
+            for method in a.methods.split(","):
+                key = f"{method}/{n}"
+                cell = cells.setdefault(key, {"per_seed": {}, "seconds": {}})
+                if seed in cell["per_seed"]:
+                    continue  # already measured (the result file is resumable)
+                extra = (
+                    ["--method", "setfit", *a.setfit_extra.split()]
+                    if method == "setfit"
+                    else a.finetune_extra.split()
+                )
+                m, secs = train([*common, *extra], runs / f"n{n}-s{seed}" / method)
+                cell["per_seed"][seed], cell["seconds"][seed] = m["test"]["accuracy"], secs
+                if "baseline" in m:
+                    tf = cells.setdefault(f"tfidf/{n}", {"per_seed": {}, "seconds": {}})
+                    tf["per_seed"][seed] = m["baseline"]["test"]["accuracy"]
+                print(f"{key} seed {seed}: test accuracy {m['test']['accuracy']:.4f} in {secs} s", flush=True)
+                for c in cells.values():
+                    c["test_accuracy"] = mean_std(list(c["per_seed"].values()))
+                out_file.write_text(json.dumps(result, indent=2))
+    print(f"{'method/size':<14} {'test accuracy':>16}  seeds")
+    for key, c in sorted(cells.items(), key=lambda kv: (int(kv[0].split("/")[1]), kv[0])):
+        m, sd = c["test_accuracy"]
+        print(f"{key:<14} {m:.4f} +- {sd:.4f}  {len(c['per_seed'])}")
+    print(f"wrote {out_file}")
+
+
+if __name__ == "__main__":
+    main()
