@@ -23,15 +23,12 @@ from bertcls.core.config import to_dict
 from bertcls.core.decision import positive_class
 from bertcls.core.errors import UserError
 from bertcls.core.language import language_fit
-from bertcls.core.runtime import make_accelerator, setup_logging
+from bertcls.core.runtime import make_accelerator
 from bertcls.core.scoring import label_targets
 from bertcls.train.prepare import (
     TrainConfig,
     check_label_options,
-    check_max_length,
-    load_splits,
-    plan_run_dir,
-    resolve_labels,
+    prepare,
 )
 
 log = logging.getLogger("bertcls")
@@ -39,20 +36,12 @@ INSTALL = "pip install 'bertcls[fewshot]'"
 
 
 def run(cfg: TrainConfig) -> dict:
-    from bertcls.core.models import load_tokenizer, resolve_model
     from bertcls.core.sentence_model import SentenceClassifier, head_from_sklearn
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
     setfit = require_setfit()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    setup_logging(None)
-    model_path = resolve_model(cfg.model)
-    run_dir = plan_run_dir(cfg, model_path)
-    check_max_length(cfg, model_path)
-    splits = load_splits(cfg)
-    labels = resolve_labels(splits, cfg)
-    tokenizer = load_tokenizer(model_path)
+    p = prepare(cfg)
+    model_path, run_dir, splits, labels, tokenizer = p.model_path, p.run_dir, p.splits, p.labels, p.tokenizer
     body = load_body(setfit, model_path, cfg)
     probe = SentenceClassifier(body[0].auto_model, torch.nn.Linear(1, len(labels)), "mean", False, labels)
     check_label_options(cfg, labels, probe)

@@ -233,6 +233,36 @@ class Splits:
     test: TextData | None
 
 
+@dataclass
+class Prepared:
+    """What every training method starts from, checked before the run directory exists."""
+
+    model_path: str
+    run_dir: rundir.RunDir
+    splits: Splits
+    labels: list[str]
+    tokenizer: object
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """The setup `train` and `train --method setfit` share: threads, console logging, the model, the
+    planned run directory, the data splits, the labels and the tokenizer."""
+    import torch
+
+    from bertcls.core.models import load_tokenizer, resolve_model
+    from bertcls.core.runtime import setup_logging
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    setup_logging(None)
+    model_path = resolve_model(cfg.model)
+    run_dir = plan_run_dir(cfg, model_path)
+    check_max_length(cfg, model_path)
+    splits = load_splits(cfg)
+    labels = resolve_labels(splits, cfg)
+    return Prepared(model_path, run_dir, splits, labels, load_tokenizer(model_path))
+
+
 def _split(data: TextData, fraction: float, cfg: TrainConfig, flag: str) -> tuple[TextData, TextData]:
     """A seeded stratified split, with sklearn's refusal (too few rows per class) as a one-line error."""
     try:

@@ -23,17 +23,14 @@ from bertcls.core.decision import positive_class
 from bertcls.core.language import language_fit
 from bertcls.core.losses import class_weight_tensor, make_loss
 from bertcls.core.multilabel import init_head_to_priors, label_priors
-from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.runtime import make_accelerator, optimizer_step, progress
 from bertcls.core.scoring import label_targets, scalar, score
 from bertcls.train.prepare import (
     Splits,
     TrainConfig,
     build_model,
     check_label_options,
-    check_max_length,
-    load_splits,
-    plan_run_dir,
-    resolve_labels,
+    prepare,
 )
 
 log = logging.getLogger("bertcls")
@@ -45,8 +42,6 @@ def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
     stops the run there like early stopping (``bertcls tune``'s pruner). ``distill``: a
     ``compress.distill.Distillation`` (the teacher's soft targets and the distillation loss)."""
     from accelerate.utils import set_seed
-
-    from bertcls.core.models import load_tokenizer, resolve_model
 
     if cfg.seeds is not None:  # one run per seed, summarised (train.seeds)
         from bertcls.train import seeds
@@ -61,15 +56,8 @@ def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
 
         return fewshot.run(cfg)
     # ---- setup: everything that can fail on user input happens before the run directory exists
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    setup_logging(None)
-    model_path = resolve_model(cfg.model)
-    run_dir = plan_run_dir(cfg, model_path)
-    check_max_length(cfg, model_path)
-    splits = load_splits(cfg)
-    labels = resolve_labels(splits, cfg)
-    tokenizer = load_tokenizer(model_path)
+    p = prepare(cfg)
+    model_path, run_dir, splits, labels, tokenizer = p.model_path, p.run_dir, p.splits, p.labels, p.tokenizer
     set_seed(cfg.seed)
     model = build_model(model_path, labels, cfg.multi_label, tokenizer, cfg.dropout)
     check_label_options(cfg, labels, model)
