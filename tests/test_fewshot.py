@@ -128,6 +128,10 @@ def test_evaluate_and_onnx_export_read_a_setfit_run(setfit_run, few, tmp_path, c
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert abs(ev["accuracy"] - m["accuracy"]) < 1e-9
     assert main(["export", str(setfit_run)]) == 0  # parity-checked against torch, or it fails
+    report = json.loads((setfit_run / "onnx" / "export_report.json").read_text())
+    assert report["optimizer"]["fused"].get(
+        "Attention"
+    )  # traced with eager attention, like a BERT classifier
     texts = [r["text"] for r in sentiment_rows(20, seed=9)]
     torch_p = TextClassifier.from_pretrained(setfit_run).predict_proba(texts)
     onnx_p = TextClassifier.from_pretrained(setfit_run, backend="onnx").predict_proba(texts)

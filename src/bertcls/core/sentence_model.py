@@ -65,6 +65,9 @@ class SentenceClassifier(torch.nn.Module):
     def get_input_embeddings(self) -> torch.nn.Module:
         return self.encoder.get_input_embeddings()  # what explain's integrated gradients attribute to
 
+    def set_attn_implementation(self, impl: str) -> None:
+        self.encoder.set_attn_implementation(impl)  # export traces eager attention, which onnxruntime fuses
+
     def forward(self, input_ids, attention_mask, token_type_ids=None, **_):
         return SimpleNamespace(logits=self.classifier(self.embed(input_ids, attention_mask, token_type_ids)))
 
