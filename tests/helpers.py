@@ -69,6 +69,29 @@ def sentiment_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+def multilabel_rows(n: int, seed: int = 0) -> list[dict]:
+    """Sentiment plus an optional 'film' tag, ';'-joined; rows that are neither film nor positive have no
+    label."""
+    out = []
+    for r in sentiment_rows(n, seed=seed):
+        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
+        out.append({"text": r["text"], "label": ";".join(labs)})
+    return out
+
+
+def pair_rows(n: int, seed: int = 0) -> list[dict]:
+    """Sentence pairs (columns a, b): A is neutral filler, only B says the label, so a model that ignores B
+    is at chance."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        word = rng.choice(POS if pos else NEG)
+        rows.append({"a": " ".join(rng.sample(FILLER, 5)), "b": f"{word} {rng.choice(FILLER)} {word}",
+                     "label": "positive" if pos else "negative"})  # fmt: skip
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> Path:
     fields = fields or list(rows[0].keys())
     with open(path, "w", newline="", encoding="utf-8") as f:

@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import make_tiny_bert, sentiment_rows, train_args, write_csv
+from helpers import make_tiny_bert, multilabel_rows, sentiment_rows, train_args, write_csv
 
 from bertcls.cli import main
 from bertcls.core import baseline, ensemble
@@ -227,10 +227,7 @@ def test_missing_or_corrupt_baseline_is_one_line_exit_2(
 def test_multilabel_baseline_and_ensemble_tune_thresholds(tmp_path, tiny_bert):
     from bertcls import TextClassifier
 
-    rows = []
-    for r in sentiment_rows(300, seed=11):
-        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
-        rows.append({"text": r["text"], "label": ";".join(labs)})
+    rows = multilabel_rows(300, seed=11)
     files = {
         "train": write_csv(tmp_path / "train.csv", rows[:200]),
         "dev": write_csv(tmp_path / "dev.csv", rows[200:250]),

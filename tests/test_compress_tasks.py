@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 
-from helpers import FILLER, NEG, POS, make_tiny_bert, sentiment_rows, train_args, write_csv
+from helpers import make_tiny_bert, multilabel_rows, pair_rows, train_args, write_csv
 
 from bertcls.cli import main
 
@@ -20,25 +20,6 @@ def _files(tmp_path, rows_of) -> dict:
         name: write_csv(tmp_path / f"{name}.csv", rows_of(n, seed))
         for name, n, seed in (("train", 200, 1), ("dev", 60, 2), ("test", 60, 3))
     }
-
-
-def _multi_rows(n: int, seed: int) -> list[dict]:
-    out = []
-    for r in sentiment_rows(n, seed=seed):
-        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
-        out.append({"text": r["text"], "label": ";".join(labs)})
-    return out
-
-
-def _pair_rows(n: int, seed: int) -> list[dict]:
-    """Only segment B carries the label: a student that dropped B would be at chance."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        word = rng.choice(POS if i % 2 == 0 else NEG)
-        rows.append({"a": " ".join(rng.sample(FILLER, 5)), "b": f"{word} {rng.choice(FILLER)} {word}",
-                     "label": "positive" if i % 2 == 0 else "negative"})  # fmt: skip
-    return rows
 
 
 ZH_POS, ZH_NEG, ZH_FILL = list("好棒赞美爱"), list("差烂坏糟恨"), list("这个电影的故事很是有点")
@@ -64,7 +45,7 @@ def _distill(teacher, files, out, *extra) -> int:
 def test_multilabel_teacher_distils_and_prunes(tmp_path, tiny_bert):
     from bertcls import TextClassifier
 
-    files = _files(tmp_path, _multi_rows)
+    files = _files(tmp_path, multilabel_rows)
     teacher = tmp_path / "teacher"
     assert main(train_args(tiny_bert, files, teacher, "--multi-label", *SHORT)) == 0
     student = tmp_path / "student"
@@ -91,7 +72,7 @@ def test_multilabel_teacher_distils_and_prunes(tmp_path, tiny_bert):
 def test_pair_teacher_student_reads_both_segments(tmp_path, tiny_bert):
     from bertcls import TextClassifier
 
-    files = _files(tmp_path, _pair_rows)
+    files = _files(tmp_path, pair_rows)
     cols = ["--text-column", "a", "--text-pair-column", "b"]
     teacher = tmp_path / "teacher"
     assert main(train_args(tiny_bert, files, teacher, *cols, *SHORT)) == 0

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import sentiment_rows, write_csv
+from helpers import multilabel_rows, sentiment_rows, write_csv
 
 from bertcls.cli import main
 
@@ -141,10 +141,7 @@ def test_evaluate_and_onnx_export_read_a_setfit_run(setfit_run, few, tmp_path, c
 def test_multilabel_setfit(tmp_path, tiny_bert):
     from bertcls import TextClassifier
 
-    rows = []
-    for r in sentiment_rows(60, seed=4):
-        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
-        rows.append({"text": r["text"], "label": ";".join(labs)})
+    rows = multilabel_rows(60, seed=4)
     files = {"train": write_csv(tmp_path / "t.csv", rows[:24]), "dev": write_csv(tmp_path / "d.csv", rows[24:44]),
              "test": write_csv(tmp_path / "e.csv", rows[44:])}  # fmt: skip
     out = tmp_path / "ml"

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import FILLER, NEG, POS, sentiment_rows, train_args, write_csv
+from helpers import FILLER, NEG, POS, multilabel_rows, sentiment_rows, train_args, write_csv
 
 from bertcls.cli import main
 from bertcls.core.errors import UserError
@@ -188,10 +188,10 @@ def test_the_service_reads_in_chunks_and_says_how_many(chunk_run):
 def test_multilabel_trains_and_predicts_with_head_tail(tmp_path, tiny_bert):
     from bertcls import TextClassifier
 
-    rows = []
-    for r in sentiment_rows(200, seed=7):
-        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
-        rows.append({"text": _text(30, seed=len(rows)) + " " + r["text"], "label": ";".join(labs)})
+    rows = [
+        {"text": _text(30, seed=i) + " " + r["text"], "label": r["label"]}
+        for i, r in enumerate(multilabel_rows(200, seed=7))
+    ]
     files = {
         "train": write_csv(tmp_path / "train.csv", rows[:140]),
         "dev": write_csv(tmp_path / "dev.csv", rows[140:170]),

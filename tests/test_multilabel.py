@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from helpers import sentiment_rows, write_csv
+from helpers import multilabel_rows, write_csv
 
 from bertcls.cli import main
 from bertcls.core import metrics
@@ -19,17 +19,8 @@ from bertcls.core.multilabel import (
 )
 
 
-def _rows(n: int, seed: int) -> list[dict]:
-    """Sentiment plus an optional 'film' tag; rows that are neither film nor positive have no label."""
-    out = []
-    for r in sentiment_rows(n, seed=seed):
-        labs = (["positive"] if r["label"] == "positive" else []) + (["film"] if "film" in r["text"] else [])
-        out.append({"text": r["text"], "label": ";".join(labs)})
-    return out
-
-
 def _train(tmp_path, tiny_bert, *extra: str) -> tuple[int, dict]:
-    rows = _rows(300, seed=11)
+    rows = multilabel_rows(300, seed=11)
     train = write_csv(tmp_path / "train.csv", rows[:240])
     dev = write_csv(tmp_path / "dev.csv", rows[240:])
     out = tmp_path / "run"
@@ -42,7 +33,7 @@ def _train(tmp_path, tiny_bert, *extra: str) -> tuple[int, dict]:
 def test_rows_without_labels_load_and_train(tmp_path, tiny_bert, capsys):
     code, m = _train(tmp_path, tiny_bert, "--epochs", "3", "--learning-rate", "3e-3")
     assert code == 0
-    rows = _rows(300, seed=11)[:240]
+    rows = multilabel_rows(300, seed=11)[:240]
     empty = sum(1 for r in rows if not r["label"])
     assert empty > 20  # the data really has unlabelled rows
     assert m["train"]["n_train"] == 240  # none dropped
@@ -128,7 +119,7 @@ def test_head_gets_its_own_learning_rate(tiny_bert):
 def test_evaluate_multilabel_reports_unseen_labels_and_ranking_scores(tmp_path, tiny_bert, capsys):
     code, _ = _train(tmp_path, tiny_bert, "--epochs", "1")
     assert code == 0
-    rows = _rows(40, seed=12)
+    rows = multilabel_rows(40, seed=12)
     rows[0]["label"] = "sequel;film"
     rows[1]["label"] = "sequel"
     f = write_csv(tmp_path / "eval.csv", rows)

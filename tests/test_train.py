@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import sentiment_rows, train_args, write_csv, write_jsonl
+from helpers import pair_rows, sentiment_rows, train_args, write_csv, write_jsonl
 from safetensors.torch import load_file
 
 from bertcls.cli import main
@@ -235,33 +235,12 @@ def test_multilabel_thresholds_saved_and_used(tmp_path, tiny_bert):
         )
 
 
-def _pair_rows(n: int, seed: int) -> list[dict]:
-    """Segment A is neutral filler; only segment B says the label, so a model that ignores B is at chance."""
-    import random
-
-    from helpers import FILLER, NEG, POS
-
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        pos = i % 2 == 0
-        word = rng.choice(POS if pos else NEG)
-        rows.append(
-            {
-                "a": " ".join(rng.sample(FILLER, 5)),
-                "b": f"{word} {rng.choice(FILLER)} {word}",
-                "label": "positive" if pos else "negative",
-            }
-        )
-    return rows
-
-
 def test_sentence_pairs(tmp_path, tiny_bert):
     from bertcls import TextClassifier
 
-    write_csv(tmp_path / "p.csv", _pair_rows(160, seed=7))
-    write_csv(tmp_path / "dev.csv", _pair_rows(40, seed=8))
-    write_csv(tmp_path / "test.csv", _pair_rows(40, seed=9))
+    write_csv(tmp_path / "p.csv", pair_rows(160, seed=7))
+    write_csv(tmp_path / "dev.csv", pair_rows(40, seed=8))
+    write_csv(tmp_path / "test.csv", pair_rows(40, seed=9))
     out = tmp_path / "pairs"
     args = ["--text-column", "a", "--text-pair-column", "b"]
     files = {"train": tmp_path / "p.csv", "dev": tmp_path / "dev.csv", "test": tmp_path / "test.csv"}
