@@ -166,3 +166,14 @@ def test_bad_setfit_options(tiny_bert, few, tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_setfit_pairs_default_to_the_papers_20_per_text():
+    """20 pairs per text beat the library's oversampling by 3.7 points at 8 per class on SST-2 (README
+    "Few-shot"); `none` still selects the oversampling."""
+    from bertcls.core.config import from_dict
+    from bertcls.train.prepare import TrainConfig
+
+    assert TrainConfig(train_file="t.csv").setfit_iterations == 20
+    cfg = from_dict(TrainConfig, {"train_file": "t.csv", "setfit_iterations": "none"}, source="test")
+    assert cfg.setfit_iterations is None

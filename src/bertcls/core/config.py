@@ -307,8 +307,8 @@ class FewShotArgs:
     """setfit: pairs per batch."""
     setfit_learning_rate: float = 2e-5
     """setfit: the encoder's learning rate in the contrastive phase."""
-    setfit_iterations: int | None = None
-    """setfit: pairs generated per training text (the paper's 20); default: setfit's oversampling, every text paired until the rarer pair kind (same/different label) is used up."""
+    setfit_iterations: int | None = 20
+    """setfit: pairs generated per training text, as in the SetFit paper (20; on SST-2 with 8 texts per class it scores 3.7 points above the library's oversampling, which makes only 144 pairs there: README "Few-shot"). --setfit-iterations none uses the library's oversampling instead."""
 
     def check_fewshot(self) -> None:
         require(self.setfit_epochs >= 1, "setfit_epochs", self.setfit_epochs, "must be >= 1")
