@@ -117,6 +117,8 @@ def test_distillation_loss_limits():
         ),
         (["--temperature", "0"], "--temperature=0.0 is invalid"),
         (["--multi-label"], "is a single-label model: drop --multi-label"),
+        # regression: distill accepted --method setfit and trained a setfit model, dropping the teacher
+        (["--method", "setfit"], "--method='setfit' is invalid: distill fine-tunes the student"),
     ],
 )
 def test_bad_distill_options(trained_tiny, sentiment_files, tmp_path, capsys, extra, message):

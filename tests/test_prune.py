@@ -95,6 +95,7 @@ def test_prune_cli_writes_a_smaller_model(trained_tiny, sentiment_files, tmp_pat
         (["--target-sparsity", "0"], "--target-sparsity=0.0 is invalid: must be in (0, 1)"),
         (["--target-sparsity", "1"], "--target-sparsity=1.0 is invalid"),
         (["--multi-label"], "match --multi-label"),
+        (["--method", "setfit"], "--method='setfit' is invalid: the recovery after pruning is fine-tuning"),
     ],
 )
 def test_bad_prune_options(trained_tiny, sentiment_files, tmp_path, capsys, extra, message):

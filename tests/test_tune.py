@@ -147,6 +147,7 @@ def test_bad_tune_options(tiny_bert, sentiment_files, tmp_path, space, capsys):
         (["--timeout", "soon"], "--timeout='soon' is invalid"),
         (["--trials", "0"], "--trials=0 is invalid"),
         (["--seeds", "1,2"], "tune runs one seed per trial"),
+        (["--method", "setfit"], "--method='setfit' is invalid: tune searches fine-tuning options"),
     ):
         assert main(tune_args(tiny_bert, sentiment_files, out, space, *extra)) == 2
         assert message in capsys.readouterr().err

@@ -61,6 +61,8 @@ class DistillConfig(TrainConfig):
         require(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         require(0 <= self.alpha <= 1, "alpha", self.alpha, "must be in [0, 1]")
         require(not self.resume, "resume", self.resume, RESUME_HINT)
+        # the student learns by fine-tuning on soft targets; setfit would silently drop the teacher
+        require(self.method == "finetune", "method", self.method, "distill fine-tunes the student")
         self.model = self.student or self.teacher  # checked as a model path by train; replaced in run()
         super().__post_init__()
 

@@ -60,6 +60,7 @@ class PruneConfig(TrainConfig):
         )
         require(self.importance_batches >= 1, "importance_batches", self.importance_batches, "must be >= 1")
         require(not self.resume, "resume", self.resume, RESUME_HINT)
+        require(self.method == "finetune", "method", self.method, "the recovery after pruning is fine-tuning")
         self.model = self.source
         super().__post_init__()
 

@@ -53,6 +53,8 @@ class TuneConfig(TrainConfig):
         require(self.trials >= 1, "trials", self.trials, "must be >= 1")
         require(self.workers >= 1, "workers", self.workers, "must be >= 1")
         require(self.seeds is None, "seeds", self.seeds, "tune runs one seed per trial; use --seed")
+        # the search spaces and the pruner's per-evaluation feedback are fine-tuning's
+        require(self.method == "finetune", "method", self.method, "tune searches fine-tuning options")
         timeout_seconds(self.timeout)
 
 
