@@ -107,7 +107,7 @@ class TextClassifier:
 
             from bertcls.core.models import load_trained
 
-            model = load_trained(path)
+            model = load_trained(path, meta)
             check_vocab(tokenizer, model.config, path)
             model.eval()
             if device:

@@ -136,21 +136,24 @@ def read_meta(path: str | os.PathLike) -> dict:
     return meta
 
 
-def is_sentence_classifier(path: str | os.PathLike) -> bool:
-    """A `train --method setfit` directory (core.sentence_model): encoder + pooling + linear head."""
+def is_sentence_classifier(path: str | os.PathLike, meta: dict | None = None) -> bool:
+    """A `train --method setfit` directory (core.sentence_model): encoder + pooling + linear head.
+    ``meta``: its bertcls.json when the caller has read it already."""
     from bertcls.core.sentence_model import ARCHITECTURE
 
-    f = Path(path) / META_FILE
-    return f.is_file() and read_meta(path).get("architecture") == ARCHITECTURE
+    if meta is None:
+        meta = read_meta(path)
+    return meta.get("architecture") == ARCHITECTURE
 
 
-def load_trained(path: str | os.PathLike):
-    """The torch classifier in a model directory: a Hugging Face sequence-classification model, or the
-    sentence-embedding classifier of `train --method setfit`."""
-    if is_sentence_classifier(path):
+def load_trained(path: str | os.PathLike, meta: dict):
+    """The torch classifier in a model directory whose bertcls.json (``meta``, {} for plain Hugging Face
+    directories) is read: a sequence-classification model, or the sentence-embedding classifier of
+    `train --method setfit`."""
+    if is_sentence_classifier(path, meta):
         from bertcls.core.sentence_model import SentenceClassifier
 
-        return SentenceClassifier.from_pretrained(path)
+        return SentenceClassifier.from_pretrained(path, meta["labels"])
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(path)

@@ -100,12 +100,12 @@ class SentenceClassifier(torch.nn.Module):
         (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": min(max_len, 512)}))
 
     @classmethod
-    def from_pretrained(cls, path) -> SentenceClassifier:
+    def from_pretrained(cls, path, labels: list[str]) -> SentenceClassifier:
+        """``labels``: bertcls.json's, which the caller (core.models.load_trained) has read."""
         from safetensors.torch import load_file
         from transformers import AutoModel
 
         path = Path(path)
-        meta = json.loads((path / "bertcls.json").read_text(encoding="utf-8"))
         if not (path / HEAD_FILE).is_file():
             raise UserError(f"{path}: no {HEAD_FILE}; the directory is incomplete — re-run training")
         pooling, normalize = read_pooling(path)
@@ -113,9 +113,7 @@ class SentenceClassifier(torch.nn.Module):
         weight = head["weight"]
         classifier = torch.nn.Linear(weight.shape[1], weight.shape[0])
         classifier.load_state_dict(head)
-        return cls(
-            AutoModel.from_pretrained(path), classifier, pooling, normalize, list(meta["labels"])
-        ).eval()
+        return cls(AutoModel.from_pretrained(path), classifier, pooling, normalize, list(labels)).eval()
 
 
 def read_pooling(path: Path) -> tuple[str, bool]:

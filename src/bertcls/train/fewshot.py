@@ -24,7 +24,7 @@ from bertcls.core.decision import positive_class
 from bertcls.core.errors import UserError
 from bertcls.core.language import language_fit
 from bertcls.core.runtime import make_accelerator
-from bertcls.core.scoring import label_targets
+from bertcls.core.scoring import label_targets, scalar
 from bertcls.train.prepare import (
     TrainConfig,
     check_label_options,
@@ -42,8 +42,10 @@ def run(cfg: TrainConfig) -> dict:
     setfit = require_setfit()
     p = prepare(cfg)
     model_path, run_dir, splits, labels, tokenizer = p.model_path, p.run_dir, p.splits, p.labels, p.tokenizer
-    body = load_body(setfit, model_path, cfg)
-    probe = SentenceClassifier(body[0].auto_model, torch.nn.Linear(1, len(labels)), "mean", False, labels)
+    body, pooling, normalize = load_body(setfit, model_path, cfg)
+    probe = SentenceClassifier(
+        body[0].auto_model, torch.nn.Linear(1, len(labels)), pooling, normalize, labels
+    )
     check_label_options(cfg, labels, probe)
     tracking.check_installed(cfg.report_to)
     accelerator = make_accelerator("no", 1)
@@ -59,7 +61,6 @@ def run(cfg: TrainConfig) -> dict:
         t0 = time.perf_counter()
         model, history, pairs = train_setfit(setfit, body, cfg, splits.train.texts, targets, run_dir.work)
         seconds = time.perf_counter() - t0
-        pooling, normalize = pooling_of(body)
         head = head_from_sklearn(model.model_head, len(labels))
         clf = SentenceClassifier(body[0].auto_model, head, pooling, normalize, labels).eval()
         # ---- save: the same end of run as fine-tuning (scores, calibration, baseline, card)
@@ -82,9 +83,10 @@ def require_setfit():
     return setfit
 
 
-def load_body(setfit, model_path: str, cfg: TrainConfig):
-    """The sentence encoder: a sentence-transformers directory as saved (MiniLM ships one: mean pooling,
-    normalised), any other BERT directory with mean pooling added (sentence-transformers' own default)."""
+def load_body(setfit, model_path: str, cfg: TrainConfig) -> tuple:
+    """The sentence encoder, its pooling mode and whether it normalises: a sentence-transformers directory
+    as saved (MiniLM ships one: mean pooling, normalised), any other BERT directory with mean pooling added
+    (sentence-transformers' own default). Pooling the saved model could not reproduce is refused here."""
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -94,8 +96,7 @@ def load_body(setfit, model_path: str, cfg: TrainConfig):
             f"--model={model_path}: cannot load as a sentence encoder ({str(e).splitlines()[0]})"
         ) from None
     body.max_seq_length = cfg.max_length
-    pooling_of(body)  # refuses pooling modes the saved model could not reproduce
-    return body
+    return (body, *pooling_of(body))
 
 
 def pooling_of(body) -> tuple[str, bool]:
@@ -175,6 +176,7 @@ def finish(cfg, run_dir, clf, tokenizer, splits, labels, state, history, model_p
     m, _ = r.score_validation(tune=cfg.multi_label)
     value = m.get(cfg.metric)
     state.update(best=value, best_step=state["global_step"])
-    history.append({"type": "eval", "step": state["global_step"], "epoch": float(cfg.setfit_epochs)}
-                   | {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})  # fmt: skip
+    history.append(
+        {"type": "eval", "step": state["global_step"], "epoch": float(cfg.setfit_epochs)} | scalar(m)
+    )
     return finish_run(r)
