@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+import torch
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 POS = ["good", "great", "fine", "lovely", "superb", "happy", "wonderful", "nice"]
 NEG = ["bad", "awful", "poor", "terrible", "sad", "boring", "ugly", "dull"]
@@ -133,3 +135,21 @@ def train_args(model: Path, files: dict[str, Path], out: Path, *extra: str) -> l
         "2",
         *extra,
     ]
+
+
+def poison_after(monkeypatch, n_steps: int) -> None:
+    """AdamW's step n_steps fills the weights with NaN: a diverged run, as one on CUDA was."""
+    real_step = torch.optim.AdamW.step
+    calls = {"n": 0}
+
+    def step(self, *a, **k):
+        out = real_step(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == n_steps:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)

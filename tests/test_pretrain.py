@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import FILLER, NEG, POS
+from helpers import FILLER, NEG, POS, poison_after
 from safetensors.torch import load_file
 
 from bertcls.cli import main
@@ -398,3 +398,36 @@ def test_summary_is_a_short_table(pretrained):
     assert len(lines) <= 5 and "{" not in text
     assert lines[1].split()[:3] == ["eval", str(result["eval"]["n"]), f"{result['eval']['mlm_accuracy']:.4f}"]
     assert f"model saved to {result['output_dir']}" in text
+
+
+def test_a_nan_loss_stops_the_run_and_publishes_nothing(corpus, tokenizer_dir, tmp_path, monkeypatch, capsys):
+    """Regression: a diverged pretraining run trained on NaN weights to its step limit and saved them."""
+    out = tmp_path / "diverged"
+    poison_after(monkeypatch, 3)
+    capsys.readouterr()
+    assert main(pretrain_args(corpus, tokenizer_dir, out, "--max-steps", "30")) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith(
+        "bertcls: error: pretrain: the training loss became nan at step 4"
+    )
+    assert "--learning-rate" in last, last
+    assert not out.exists() and not (tmp_path / "diverged.partial").exists()
+
+
+def test_a_batch_without_masked_tokens_has_a_finite_zero_mlm_loss(tiny_bert):
+    from transformers import BertForPreTraining
+
+    from bertcls.pretrain.objective import PretrainingObjective
+
+    model = BertForPreTraining.from_pretrained(tiny_bert)
+    ids = torch.tensor([[2, 5, 6, 3]])
+    r = PretrainingObjective(model)(
+        input_ids=ids,
+        token_type_ids=torch.zeros_like(ids),
+        attention_mask=torch.ones_like(ids),
+        labels=torch.full_like(ids, -100),
+        next_sentence_label=torch.tensor([0]),
+    )
+    assert r["mlm_loss"].item() == 0.0 and int(r["mlm_n"]) == 0
+    assert torch.isfinite(r["mlm_loss"] + r["nsp_loss"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import pair_rows, sentiment_rows, train_args, write_csv, write_jsonl
+from helpers import pair_rows, poison_after, sentiment_rows, train_args, write_csv, write_jsonl
 from safetensors.torch import load_file
 
 from bertcls.cli import main
@@ -329,3 +329,24 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     assert "2 process(es)" in log and "5 batches per epoch per process" in log  # 160 rows / 16 / 2 ranks
     m = json.loads((out / "metrics.json").read_text())
     assert m["train"]["steps"] == 5
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_earlier_result(
+    tiny_bert, sentiment_files, trained_tiny, tmp_path, monkeypatch, capsys
+):
+    """Regression: a diverged run trained on NaN weights to the end and published them over --output-dir."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(trained_tiny, out)  # an earlier result, which --overwrite may replace only on success
+    before = (out / "model.safetensors").read_bytes()
+    poison_after(monkeypatch, 2)
+    capsys.readouterr()
+    assert main(train_args(tiny_bert, sentiment_files, out, "--overwrite", "--no-baseline")) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith(
+        "bertcls: error: train: the training loss became nan at step 3"
+    )
+    assert "--precision fp32" in last, last
+    assert (out / "model.safetensors").read_bytes() == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -124,6 +125,17 @@ def optimizer_step(
         state["epoch"] += 1
         state["batches_done"] = 0
     return rng_state()
+
+
+def check_loss(verb: str, value: float, step: int) -> None:
+    """A NaN or infinite training loss ends the run with one line. Every later step would train on (and
+    publish) poisoned weights: a `pretrain` on CUDA once ran 1,800 steps of NaN and saved them. The check
+    runs before the optimizer step and before each checkpoint, so a kept checkpoint is still finite."""
+    if not math.isfinite(value):
+        raise UserError(
+            f"{verb}: the training loss became {value} at step {step}, so the run stopped and the output "
+            "directory was left as it was; lower --learning-rate, raise --warmup-ratio, or use --precision fp32"
+        )
 
 
 def quiet_libraries() -> None:

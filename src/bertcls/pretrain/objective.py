@@ -28,13 +28,18 @@ class PretrainingObjective(torch.nn.Module):
         mlm_logits = self.model.cls.predictions(seq[sel]).float()
         nsp_logits = self.model.cls.seq_relationship(pooled).float()
         targets = labels[sel]
-        mlm_loss = torch.nn.functional.cross_entropy(mlm_logits, targets)
+        # sum / count rather than the mean: a batch without a masked token gives 0, not the NaN of an empty
+        # mean, which would poison every weight through the backward pass
+        n_masked = sel.sum()
+        mlm_loss = torch.nn.functional.cross_entropy(mlm_logits, targets, reduction="sum") / n_masked.clamp(
+            min=1
+        )
         nsp_loss = torch.nn.functional.cross_entropy(nsp_logits, next_sentence_label)
         return {
             "mlm_loss": mlm_loss,
             "nsp_loss": nsp_loss,
             "mlm_correct": (mlm_logits.argmax(-1) == targets).sum().detach(),
-            "mlm_n": sel.sum().detach(),
+            "mlm_n": n_masked.detach(),
             "nsp_correct": (nsp_logits.argmax(-1) == next_sentence_label).sum().detach(),
             "nsp_n": torch.tensor(len(next_sentence_label)),
         }
@@ -71,14 +76,17 @@ class LossMeter:
         self.tokens = 0
         self.t0 = time.perf_counter()
 
-    def add(self, r: dict, tokens: int) -> None:
+    def add(self, r: dict, tokens: int) -> float:
+        """Adds one batch; returns its MLM + NSP loss (for the caller's finiteness check)."""
         n_m, n_n = int(r["mlm_n"]), int(r["nsp_n"])
-        self.sums["mlm_loss"] += r["mlm_loss"].item() * n_m
-        self.sums["nsp_loss"] += r["nsp_loss"].item() * n_n
+        mlm, nsp = r["mlm_loss"].item(), r["nsp_loss"].item()
+        self.sums["mlm_loss"] += mlm * n_m
+        self.sums["nsp_loss"] += nsp * n_n
         for k in ("mlm_correct", "mlm_n", "nsp_correct", "nsp_n"):
             self.sums[k] += int(r[k])
         self.tokens += tokens
         self.batches += 1
+        return mlm + nsp
 
     def scores(self) -> dict:
         s = self.sums

@@ -22,7 +22,7 @@ import torch
 
 from bertcls.core import checkpoint, rundir
 from bertcls.core.errors import UserError
-from bertcls.core.runtime import make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.runtime import check_loss, make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.pretrain.prepare import (
     PretrainConfig,
     build_model,
@@ -249,7 +249,8 @@ def pretrain(cfg: PretrainConfig, run_dir, accelerator, model, tokenizer, train_
                     loss = r["mlm_loss"] + r["nsp_loss"]
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
                 micro += 1
-                meter.add(r, int(batch["attention_mask"].sum()) * accelerator.num_processes)
+                value = meter.add(r, int(batch["attention_mask"].sum()) * accelerator.num_processes)
+                check_loss("pretrain", value, state["global_step"] + 1)
                 if not boundary:
                     continue
                 boundary_rng = optimizer_step(
@@ -288,6 +289,9 @@ def pretrain(cfg: PretrainConfig, run_dir, accelerator, model, tokenizer, train_
         bar.close()
         save_checkpoint()
         raise rundir.interrupted("pretrain", run_dir, state["global_step"]) from None
+    except BaseException:
+        bar.close()  # before the CLI's one-line error, not after it when the bar is collected
+        raise
     bar.close()
     if meter.batches:  # steps since the last log line
         rec = meter.record(state["global_step"], scheduler.get_last_lr()[0], elapsed())

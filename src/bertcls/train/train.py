@@ -23,7 +23,7 @@ from bertcls.core.decision import positive_class
 from bertcls.core.language import language_fit
 from bertcls.core.losses import class_weight_tensor, make_loss
 from bertcls.core.multilabel import init_head_to_priors, label_priors
-from bertcls.core.runtime import make_accelerator, optimizer_step, progress
+from bertcls.core.runtime import check_loss, make_accelerator, optimizer_step, progress
 from bertcls.core.scoring import label_targets, scalar, score
 from bertcls.train.prepare import (
     Splits,
@@ -265,7 +265,9 @@ def train(
                     loss = loss_fn(logits.float(), labels_t, **soft)
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
                 micro += 1
-                running += loss.item()
+                value = loss.item()
+                check_loss("train", value, state["global_step"] + 1)
+                running += value
                 running_n += 1
                 state["samples_seen"] += len(labels_t) * accelerator.num_processes
                 if not boundary:
@@ -310,6 +312,7 @@ def train(
         tracker.close(failed=True)
         raise rundir.interrupted("train", run_dir, state["global_step"]) from None
     except BaseException:
+        bar.close()  # before the CLI's one-line error, not after it when the bar is collected
         tracker.close(failed=True)
         raise
     bar.close()
