@@ -30,6 +30,12 @@ COMMANDS: tuple[Command, ...] = (
         "train", "bertcls.train.train", "TrainConfig", "fine-tune a BERT checkpoint for text classification"
     ),
     Command(
+        "augment",
+        "bertcls.train.augment",
+        "AugmentConfig",
+        "new training texts from a labelled file (EDA with offline synonyms, or MLM replacement)",
+    ),
+    Command(
         "tune", "bertcls.train.tune", "TuneConfig", "search train hyperparameters (Optuna, SQLite study)"
     ),
     Command(

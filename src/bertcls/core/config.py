@@ -331,6 +331,43 @@ class FewShotArgs:
             require(not on, name, getattr(self, name), f"not with --method setfit: {why}")
 
 
+AUGMENT_METHODS = ("eda", "mlm")
+
+
+def parse_augment(spec: str, flag: str = "--augment") -> tuple[str, int]:
+    """'eda:4' -> ('eda', 4); anything else is a one-line error naming the flag."""
+    method, _, n = spec.partition(":")
+    if method not in AUGMENT_METHODS or not n.isdigit() or int(n) < 1:
+        raise UserError(
+            f"{flag}={spec}: give METHOD:N with METHOD one of {', '.join(AUGMENT_METHODS)} and N >= 1 new "
+            "texts per training text, e.g. eda:4"
+        )
+    return method, int(n)
+
+
+@dataclasses.dataclass
+class AugmentArgs:
+    """`bertcls train --augment METHOD:N` (train.augmenters, the code `bertcls augment` runs)."""
+
+    augment: str | None = None
+    """METHOD:N: N new texts per training row, by eda (synonyms, insertion, swap, deletion; offline WordNet / Cilin) or mlm (--augment-model's guesses), added to the training split only, after any validation split is carved from it; validation and test are never augmented."""
+    augment_alpha: float = 0.1
+    """Share of the words each new text changes (at least one)."""
+    augment_model: str | None = None
+    """--augment mlm:N: a model directory with a masked-language-model head (e.g. from bertcls pretrain)."""
+
+    def check_augment(self) -> None:
+        require(0 < self.augment_alpha <= 0.5, "augment_alpha", self.augment_alpha, "must be in (0, 0.5]")
+        if self.augment:
+            method, _ = parse_augment(self.augment)
+            require(
+                method != "mlm" or bool(self.augment_model),
+                "augment_model",
+                self.augment_model,
+                "is required with --augment mlm:N: a model directory with an MLM head",
+            )
+
+
 @dataclasses.dataclass
 class OptimArgs:
     """Optimisation options shared by `bertcls train` and `bertcls pretrain` (their configs extend this)."""

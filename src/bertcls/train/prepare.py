@@ -13,6 +13,7 @@ from typing import Literal
 from bertcls.core import metrics, rundir
 from bertcls.core.config import (
     POSITIONAL,
+    AugmentArgs,
     FewShotArgs,
     LongTextArgs,
     OptimArgs,
@@ -26,7 +27,7 @@ from bertcls.core.losses import parse_class_weights
 
 
 @dataclass
-class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs, FewShotArgs):
+class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs, FewShotArgs, AugmentArgs):
     model: str = "minilm-l6"
     """Base checkpoint: a local HF directory, a built-in alias (minilm-l6) or a hub id (needs the hub)."""
     dataset: str | None = None
@@ -120,6 +121,7 @@ class TrainConfig(OptimArgs, LongTextArgs, TrackingArgs, FewShotArgs):
         self.check_optim()
         self.check_tracking()
         self.check_fewshot()
+        self.check_augment()
         require(
             bool(self.dataset) != bool(self.train_file),
             "train_file",
@@ -306,6 +308,10 @@ def load_splits(cfg: TrainConfig) -> Splits:
                 f"{train.source}; use at least {n_labels} so that every label keeps a training row"
             )
         train, _ = _split(train, 1 - cfg.max_train_samples / len(train), cfg, "--max-train-samples")
+    if cfg.augment:  # the training split alone, once validation has been carved from it
+        from bertcls.train.augmenters import augment_split
+
+        train = augment_split(train, cfg)
     return Splits(train, val, test)
 
 
