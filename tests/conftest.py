@@ -14,6 +14,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 from helpers import make_tiny_bert, sentiment_rows, train_args, write_csv  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+# transformers binds its log handler to the sys.stderr of its first log call. Made here, that is pytest's
+# session-long stream; made inside a capsys test (whichever runs first), it is that test's stream, closed
+# when the test ends, and every later warning from transformers fails with a logging traceback.
+hf_logging.get_logger("transformers")
 
 
 @pytest.fixture(scope="session")

@@ -179,18 +179,21 @@ class MLMReplacer:
     def __init__(self, model_dir: str, alpha: float = 0.15, top_k: int = 5) -> None:
         import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         from bertcls.core.models import resolve_model
 
         path = resolve_model(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # its LOAD REPORT of the unused NSP head; a missing MLM head is ours
+        # its LOAD REPORT of the unused NSP head goes; a missing MLM head is reported below, in one line.
+        # The plain logger, not transformers' set_verbosity, which (re)binds its handler to the sys.stderr
+        # of the moment.
+        report = logging.getLogger("transformers.modeling_utils")
+        level = report.level
+        report.setLevel(logging.ERROR)
         try:
             self.model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True)
         finally:
-            hf_logging.set_verbosity(level)
+            report.setLevel(level)
         if any(k.startswith(("cls.", "lm_head", "vocab_")) for k in info["missing_keys"]):
             raise UserError(
                 f"--augment-model={model_dir} has no masked-language-model head (its weights have no "
