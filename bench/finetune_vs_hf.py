@@ -6,7 +6,13 @@ per-epoch evaluation, then `trainer.predict` on test). Each side runs in its own
 the other, on the same machine; wall time covers everything after the imports (load model, tokenize,
 train, per-epoch evaluation, test prediction).
 
-    python bench/finetune_vs_hf.py --data ../shared/data/sst2 --epochs 3          # both, prints ratios
+HF's side uses its best CPU configuration by default: `train_sampling_strategy="group_by_length"` (its own
+length grouping, one flag; `--hf-sampling random` for the plain script). In transformers 5.x that strategy
+also length-groups the evaluation sampler, so `trainer.predict` would return test predictions out of order:
+the strategy is reset to "random" before predicting. `--repeat 2` runs ours, HF, ours, HF, each in a fresh
+process, and reports every pair's ratio, so the noise is visible.
+
+    python bench/finetune_vs_hf.py --data ../shared/data/sst2 --epochs 1 --repeat 2   # both, prints ratios
     python bench/finetune_vs_hf.py --data ../shared/data/sst2 --max-train 500 --epochs 1   # quick check
 
 Results are written as JSON to --out (default bench/results/finetune_<data>.json).
@@ -161,6 +167,7 @@ def hf_reference(a) -> dict:
         dataloader_num_workers=0,
         disable_tqdm=True,
         bf16=a.precision == "bf16",
+        train_sampling_strategy=a.hf_sampling,
     )
     trainer = Trainer(
         model=model,
@@ -170,7 +177,9 @@ def hf_reference(a) -> dict:
         data_collator=DataCollatorWithPadding(tok),
         compute_metrics=compute_metrics,
     )
-    trainer.train()
+    fit = trainer.train()
+    # group_by_length also reorders evaluation batches (transformers 5.x): predict in input order
+    trainer.args.train_sampling_strategy = "random"
     pred = trainer.predict(DS(*test))
     wall = time.perf_counter() - t0
     return {
@@ -178,7 +187,24 @@ def hf_reference(a) -> dict:
         "accuracy": pred.metrics["test_accuracy"],
         "f1_macro": pred.metrics["test_f1_macro"],
         "n_train": len(ds_train),
+        "train_loop_s": fit.metrics["train_runtime"],
     }
+
+
+def pair(a, i: int) -> tuple[dict, dict]:
+    """One side-by-side pair: ours, then HF, each in a fresh process."""
+    ours = run_ours(a)
+    print(f"[{i}] bertcls:", json.dumps(ours), flush=True)
+    hf_cmd = [sys.executable, __file__, "--side", "hf"] + sys.argv[1:]
+    hf = json.loads(
+        subprocess.run(hf_cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    )
+    print(f"[{i}] hf Trainer:", json.dumps(hf), flush=True)
+    n = ours["n_train"] * a.epochs
+    for r in (ours, hf):
+        r["train_samples_per_s_end_to_end"] = n / r["wall_s"]
+        r["train_samples_per_s_loop"] = n / r["train_loop_s"]
+    return ours, hf
 
 
 def main() -> None:
@@ -200,6 +226,13 @@ def main() -> None:
         help="the same numeric precision on both sides (bf16: autocast, needs a CPU with AVX512-BF16/AMX)",
     )
     p.add_argument("--side", choices=["both", "ours", "hf"], default="both")
+    p.add_argument(
+        "--hf-sampling",
+        choices=["group_by_length", "random"],
+        default="group_by_length",
+        help="HF Trainer's train_sampling_strategy (group_by_length: its best configuration)",
+    )
+    p.add_argument("--repeat", type=int, default=1, help="pairs run alternately: ours, HF, ours, HF, ...")
     p.add_argument("--out", default=None)
     p.add_argument(
         "--ours-dir", default=None, help="keep bertcls's trained model under DIR/run (default: a temp dir)"
@@ -218,14 +251,8 @@ def main() -> None:
 
     from bertcls.core.runtime import cpu_has_fast_bf16
 
-    ours = run_ours(a)
-    print("bertcls:", json.dumps(ours), flush=True)
-    hf_cmd = [sys.executable, __file__, "--side", "hf"] + sys.argv[1:]
-    hf = json.loads(
-        subprocess.run(hf_cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    )
-    print("hf Trainer:", json.dumps(hf), flush=True)
-    n = ours["n_train"] * a.epochs
+    pairs = [pair(a, i) for i in range(a.repeat)]
+    ours, hf = pairs[-1]
     result = {
         "config": vars(a),
         "machine": {
@@ -235,23 +262,27 @@ def main() -> None:
             "torch": torch.__version__,
             "cpu_bf16": cpu_has_fast_bf16(),
         },
-        "bertcls": ours | {"train_samples_per_s_end_to_end": n / ours["wall_s"]},
-        "hf_trainer": hf | {"train_samples_per_s_end_to_end": n / hf["wall_s"]},
-        "speedup_wall": hf["wall_s"] / ours["wall_s"],
-        "accuracy_delta_points": 100 * (ours["accuracy"] - hf["accuracy"]),
+        "pairs": [{"bertcls": o, "hf_trainer": h} for o, h in pairs],
+        "bertcls": ours,
+        "hf_trainer": hf,
+        "speedup_wall": [h["wall_s"] / o["wall_s"] for o, h in pairs],
+        "speedup_train_loop": [h["train_loop_s"] / o["train_loop_s"] for o, h in pairs],
+        "accuracy_delta_points": [100 * (o["accuracy"] - h["accuracy"]) for o, h in pairs],
     }
     out = Path(a.out or Path(__file__).parent / "results" / f"finetune_{Path(a.data).name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\n{'':12}{'accuracy':>10}{'macro-F1':>10}{'wall s':>10}{'samples/s':>11}")
-    for name, r in (("bertcls", result["bertcls"]), ("HF Trainer", result["hf_trainer"])):
-        print(
-            f"{name:12}{r['accuracy']:10.4f}{r['f1_macro']:10.4f}{r['wall_s']:10.1f}{r['train_samples_per_s_end_to_end']:11.1f}"
-        )
-    print(
-        f"speed-up (HF wall / bertcls wall): {result['speedup_wall']:.2f}x; "
-        f"accuracy difference: {result['accuracy_delta_points']:+.2f} points\nwritten to {out}"
-    )
+    print(f"\n{'':16}{'accuracy':>10}{'macro-F1':>10}{'wall s':>10}{'samples/s':>11}{'loop samples/s':>16}")
+    for i, (o, h) in enumerate(pairs):
+        for name, r in ((f"[{i}] bertcls", o), (f"[{i}] HF Trainer", h)):
+            print(
+                f"{name:16}{r['accuracy']:10.4f}{r['f1_macro']:10.4f}{r['wall_s']:10.1f}"
+                f"{r['train_samples_per_s_end_to_end']:11.1f}{r['train_samples_per_s_loop']:16.1f}"
+            )
+    walls = ", ".join(f"{x:.2f}x" for x in result["speedup_wall"])
+    loops = ", ".join(f"{x:.2f}x" for x in result["speedup_train_loop"])
+    print(f"speed-up, HF / bertcls: wall {walls}; training loop {loops} (HF sampling: {a.hf_sampling})")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
