@@ -8,6 +8,8 @@ trained over the same seeds and scored on test.
 
     python bench/tune_vs_default.py --config configs/train/trec6-minilm.yaml \
         --search configs/tune/spaces/minilm.yaml --budget 45m --seeds 0,1,2,3,4 --eval-steps 25
+
+`--resume` reuses the steps already finished in --runs (their seconds are then None).
 """
 
 from __future__ import annotations
@@ -44,21 +46,34 @@ def main() -> None:
     p.add_argument("--workers", default="1")
     p.add_argument("--runs", default="runs/bench-tune")
     p.add_argument("--out", default=None)
+    p.add_argument("--resume", action="store_true", help="reuse the tune and seed runs already in --runs")
     a = p.parse_args()
     runs = Path(a.runs)
     tune_dir, tuned, default = runs / "tune", runs / "tuned", runs / "default"
-    tune_s = bertcls(
+
+    def done(path: Path) -> bool:  # --resume: a step whose result exists is not run again (seconds: None)
+        return a.resume and path.is_file()
+
+    tune_s = None if done(tune_dir / "tune_summary.json") else bertcls(
         "tune", "--config", a.config, "--search", a.search, "--timeout", a.budget, "--trials", str(a.trials),
         "--eval-steps", a.eval_steps, "--workers", a.workers, "--output-dir", str(tune_dir), "--overwrite",
     )  # fmt: skip
     summary = json.loads((tune_dir / "tune_summary.json").read_text())
-    tuned_s = bertcls("train", "--config", str(tune_dir / "best_config.yaml"), "--seeds", a.seeds,
-                      "--output-dir", str(tuned), "--overwrite", "--no-baseline")  # fmt: skip
-    default_s = bertcls("train", "--config", a.config, "--seeds", a.seeds, "--output-dir", str(default),
-                        "--overwrite", "--no-baseline")  # fmt: skip
+    tuned_s = None if done(tuned / "seeds_summary.json") else bertcls(
+        "train", "--config", str(tune_dir / "best_config.yaml"), "--seeds", a.seeds,
+        "--output-dir", str(tuned), "--overwrite", "--no-baseline")  # fmt: skip
+    default_s = None if done(default / "seeds_summary.json") else bertcls(
+        "train", "--config", a.config, "--seeds", a.seeds, "--output-dir", str(default),
+        "--overwrite", "--no-baseline")  # fmt: skip
     result = {
         "command": " ".join(sys.argv),
-        "tune": {"seconds": tune_s, "best": summary["best"], "counts": summary["counts"]},
+        "tune": {
+            "seconds": tune_s,
+            "minutes": summary["minutes"],
+            "best": summary["best"],
+            "counts": summary["counts"],
+            "importances": summary.get("importances"),
+        },
         "tuned": {"seconds": tuned_s, "test": seeds_figures(tuned)},
         "default": {"seconds": default_s, "test": seeds_figures(default)},
     }
@@ -69,7 +84,7 @@ def main() -> None:
         print(f"{name:<8} test accuracy {t['accuracy'][0]:.4f} +- {t['accuracy'][1]:.4f}, "
               f"macro-F1 {t['f1_macro'][0]:.4f} +- {t['f1_macro'][1]:.4f}")  # fmt: skip
     print(
-        f"tune: {summary['counts']} in {tune_s / 60:.1f} min; best {summary['best']['params']}; wrote {out}"
+        f"tune: {summary['counts']} in {summary['minutes']:.1f} min; best {summary['best']['params']}; wrote {out}"
     )
 
 
