@@ -357,15 +357,19 @@ class AugmentArgs:
     """--augment mlm:N: a model directory with a masked-language-model head (e.g. from bertcls pretrain)."""
 
     def check_augment(self) -> None:
-        require(0 < self.augment_alpha <= 0.5, "augment_alpha", self.augment_alpha, "must be in (0, 0.5]")
-        if self.augment:
-            method, _ = parse_augment(self.augment)
-            require(
-                method != "mlm" or bool(self.augment_model),
-                "augment_model",
-                self.augment_model,
-                "is required with --augment mlm:N: a model directory with an MLM head",
-            )
+        method = parse_augment(self.augment)[0] if self.augment else None
+        check_augment_options(method, self.augment_model, self.augment_alpha, alpha_field="augment_alpha")
+
+
+def check_augment_options(method: str | None, model: str | None, alpha: float, alpha_field: str) -> None:
+    """The checks `bertcls augment` and `train --augment` share (their alpha flags differ in name)."""
+    require(0 < alpha <= 0.5, alpha_field, alpha, "must be in (0, 0.5]")
+    require(
+        method != "mlm" or bool(model),
+        "augment_model",
+        model,
+        "the mlm method needs a model directory with a masked-language-model head",
+    )
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bertcls.core.config import require
+from bertcls.core.config import check_augment_options, require
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_write_text
 from bertcls.core.readers import iter_records
@@ -53,13 +53,7 @@ class AugmentConfig:
         require(bool(self.file), "file", self.file, "is required: the labelled file to augment")
         require(bool(self.output), "output", self.output, "is required: the CSV to write")
         require(self.per_text >= 1, "per_text", self.per_text, "must be >= 1")
-        require(0 < self.alpha <= 0.5, "alpha", self.alpha, "must be in (0, 0.5]")
-        require(
-            self.method != "mlm" or bool(self.augment_model),
-            "augment_model",
-            self.augment_model,
-            "is required with --method mlm: a model directory with an MLM head",
-        )
+        check_augment_options(self.method, self.augment_model, self.alpha, alpha_field="alpha")
 
 
 def check_output(cfg: AugmentConfig) -> Path:
@@ -69,7 +63,7 @@ def check_output(cfg: AugmentConfig) -> Path:
     if out.resolve() == src.resolve():
         raise UserError(f"--output={out} is the input file; write the augmented rows to another file")
     if out.exists():
-        ours = out.is_file() and MARK in out.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+        ours = out.is_file() and MARK in _header(out)
         if not (cfg.overwrite and ours):
             why = (
                 "add --overwrite" if ours else "it is not an earlier 'bertcls augment' output, so it is kept"
@@ -78,6 +72,12 @@ def check_output(cfg: AugmentConfig) -> Path:
     if not out.parent.is_dir():
         raise UserError(f"--output={out}: folder {out.parent} does not exist")
     return out
+
+
+def _header(path: Path) -> str:
+    """The first line only: an earlier output can be large."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.readline()
 
 
 def run(cfg: AugmentConfig) -> dict:

@@ -35,9 +35,9 @@ _NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}'])")
 
 # ---------------------------------------------------------------------------------------------------- words
 def is_chinese(texts: list[str]) -> bool:
-    from bertcls.core.language import cjk_share
+    from bertcls.core.language import SCRIPT_MAJORITY, cjk_share
 
-    return cjk_share(texts) > 0.5
+    return cjk_share(texts) > SCRIPT_MAJORITY
 
 
 def split_words(text: str, chinese: bool) -> list[str]:
@@ -118,7 +118,7 @@ def _stop_words(chinese: bool) -> frozenset[str]:
 
 # ---------------------------------------------------------------------------------------------------- EDA
 class EDA:
-    def __init__(self, chinese: bool, alpha: float = 0.1) -> None:
+    def __init__(self, chinese: bool, alpha: float) -> None:
         self.chinese, self.alpha = chinese, alpha
         self.synonyms = chinese_synonyms() if chinese else english_synonyms()
         self.stop = _stop_words(chinese)
@@ -176,7 +176,7 @@ class EDA:
 
 # ---------------------------------------------------------------------------------------------------- MLM
 class MLMReplacer:
-    def __init__(self, model_dir: str, alpha: float = 0.15, top_k: int = 5) -> None:
+    def __init__(self, model_dir: str, alpha: float, top_k: int = 5) -> None:
         import torch
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -243,9 +243,7 @@ class MLMReplacer:
 
 
 def make_augmenter(method: str, texts: list[str], alpha: float, model: str | None):
-    if method == "mlm":
-        if not model:
-            raise UserError("the mlm method needs a model with an MLM head: --augment-model DIR")
+    if method == "mlm":  # both configs have checked that a model is given
         return MLMReplacer(model, alpha)
     chinese = is_chinese(texts)
     if chinese and util.find_spec("jieba") is None:
