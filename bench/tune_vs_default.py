@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--eval-steps", default="25")
     p.add_argument("--workers", default="1")
+    p.add_argument("--seed-workers", default="2", help="seed runs at once, each with cores / N threads")
     p.add_argument("--runs", default="runs/bench-tune")
     p.add_argument("--out", default=None)
     p.add_argument("--resume", action="store_true", help="reuse the tune and seed runs already in --runs")
@@ -61,9 +62,9 @@ def main() -> None:
     summary = json.loads((tune_dir / "tune_summary.json").read_text())
     tuned_s = None if done(tuned / "seeds_summary.json") else bertcls(
         "train", "--config", str(tune_dir / "best_config.yaml"), "--seeds", a.seeds,
-        "--output-dir", str(tuned), "--overwrite", "--no-baseline")  # fmt: skip
+        "--seed-workers", a.seed_workers, "--output-dir", str(tuned), "--overwrite", "--no-baseline")  # fmt: skip
     default_s = None if done(default / "seeds_summary.json") else bertcls(
-        "train", "--config", a.config, "--seeds", a.seeds, "--output-dir", str(default),
+        "train", "--config", a.config, "--seeds", a.seeds, "--seed-workers", a.seed_workers, "--output-dir", str(default),
         "--overwrite", "--no-baseline")  # fmt: skip
     result = {
         "command": " ".join(sys.argv),

@@ -106,16 +106,43 @@ def test_pruner_stops_a_trial_at_its_first_validation(
 
     monkeypatch.setattr(tune, "make_pruner", lambda kind: PruneTrialOne())
     out = tmp_path / "tune"
-    extra = ("--trials", "3", "--eval-steps", "2")
+    extra = ("--trials", "3", "--eval-steps", "2", "--prune-after-epochs", "0")  # pruning from the start
     assert main(tune_args(tiny_bert, sentiment_files, out, space, *extra)) == 0
     states = [r["state"] for r in csv.DictReader(open(out / "trials.csv"))]
     assert states == ["complete", "pruned", "complete"]
+    assert evals(out, 1) == 1 and evals(out, 0) >= 4  # 10+ steps per epoch, an evaluation every 2
 
-    def evals(n):
-        lines = (out / "trials" / f"trial-{n:03d}" / "metrics.jsonl").read_text().splitlines()
-        return sum(1 for line in lines if json.loads(line)["type"] == "eval")
 
-    assert evals(1) == 1 and evals(0) >= 4  # 10 steps per epoch, an evaluation every 2
+def evals(out, n):
+    lines = (out / "trials" / f"trial-{n:03d}" / "metrics.jsonl").read_text().splitlines()
+    return sum(1 for line in lines if json.loads(line)["type"] == "eval")
+
+
+def test_no_trial_is_pruned_in_its_first_epoch_and_reports_are_at_examples_seen(
+    tiny_bert, sentiment_files, tmp_path, monkeypatch
+):
+    """Regression: pruning from the first evaluation cut TREC-6 trials near chance at step 25, and
+    steps of different batch sizes were compared as if they were the same amount of training."""
+    import optuna
+
+    from bertcls.train import tune
+
+    class PruneTrialOne(optuna.pruners.BasePruner):
+        def prune(self, study, trial):
+            return trial.number == 1
+
+    monkeypatch.setattr(tune, "make_pruner", lambda kind: PruneTrialOne())
+    space = tmp_path / "lr.yaml"
+    space.write_text("learning_rate: {low: 1.0e-3, high: 1.0e-2, log: true}\n")
+    out = tmp_path / "tune"
+    extra = ("--trials", "2", "--eval-steps", "2", "--epochs", "2", "--batch-size", "16")
+    assert main(tune_args(tiny_bert, sentiment_files, out, space, *extra)) == 0
+    # 160 texts, 10 steps per epoch: trial 1 runs its first epoch (evaluations at steps 2..10) and
+    # stops at the first evaluation after it
+    assert evals(out, 1) == 6 and evals(out, 0) == 10
+    study = optuna.load_study(study_name="bertcls-tune", storage=f"sqlite:///{out / 'study.db'}")
+    assert sorted(study.trials[0].intermediate_values) == [32 * k for k in range(1, 11)]
+    assert study.trials[1].state.name == "PRUNED"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,8 @@ log = logging.getLogger("bertcls")
 
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
-    """``on_eval(step, value)``: called after every validation with the --metric value; returning True
+    """``on_eval(value, progress)``: called after every validation with the --metric value and the
+    run's ``{"step", "epoch", "samples"}`` (optimizer steps, epochs as a fraction, training examples seen); returning True
     stops the run there like early stopping (``bertcls tune``'s pruner). ``distill``: a
     ``compress.distill.Distillation`` (the teacher's soft targets and the distillation loss)."""
     from accelerate.utils import set_seed
@@ -229,7 +230,8 @@ def train(
         else:
             state["bad_evals"] += 1
         stop = bool(cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience)
-        if on_eval is not None and value is not None and on_eval(state["global_step"], value):
+        progress = {"step": state["global_step"], "epoch": record["epoch"], "samples": state["samples_seen"]}
+        if on_eval is not None and value is not None and on_eval(value, progress):
             stop = state["stopped_by_caller"] = True
         state["stopped_early"] = stop
         save_checkpoint()

@@ -46,12 +46,19 @@ class TuneConfig(TrainConfig):
     """The tune's directory: study.db, trials/, best_config.yaml, trials.csv, plots. Default: runs/tune-<search file>-<time>."""
     pruner: Literal["median", "hyperband", "none"] = "median"
     """Stop unpromising trials early from their validation --metric at each evaluation (use --eval-steps for evaluations within an epoch)."""
+    prune_after_epochs: float = 1.0
+    """A trial is pruned only after it has trained more than this many epochs (so a run of that many
+    epochs always finishes). Evaluations are compared at the same
+    number of training examples seen, so trials with other batch sizes line up; pruning from the first
+    evaluation (0) ranked trials by their warm-up: in a TREC-6 tune 24 of 38 pruned trials were cut near
+    chance at step 25."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(bool(self.search), "search", self.search, "give the search space YAML (--search space.yaml)")
         require(self.trials >= 1, "trials", self.trials, "must be >= 1")
         require(self.workers >= 1, "workers", self.workers, "must be >= 1")
+        require(self.prune_after_epochs >= 0, "prune_after_epochs", self.prune_after_epochs, "must be >= 0")
         require(self.seeds is None, "seeds", self.seeds, "tune runs one seed per trial; use --seed")
         # the search spaces and the pruner's per-evaluation feedback are fine-tuning's
         require(self.method == "finetune", "method", self.method, "tune searches fine-tuning options")
@@ -181,8 +188,8 @@ def _finished(study) -> int:
 def make_pruner(kind: str):
     import optuna
 
-    if kind == "median":  # prune below the median of earlier trials at the same step, after 3 trials
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if kind == "median":  # below the median of earlier trials at the same examples seen, after 3 trials
+        return optuna.pruners.MedianPruner(n_startup_trials=3)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner()
     return optuna.pruners.NopPruner()
@@ -236,10 +243,12 @@ def objective(trial, cfg: TuneConfig, space: dict, work: Path, threads: int | No
     )
     pruned = []
 
-    def on_eval(step: int, value: float) -> bool:
-        trial.report(value, step)
-        if trial.should_prune():
-            pruned.append(step)
+    def on_eval(value: float, progress: dict) -> bool:
+        # reported at training examples seen, not optimizer steps: step 25 of batch 16 and of batch 64
+        # are different amounts of training; the warm-up epochs are --prune-after-epochs
+        trial.report(value, progress["samples"])
+        if progress["epoch"] > cfg.prune_after_epochs and trial.should_prune():
+            pruned.append(progress["step"])
             return True
         return False
 
