@@ -36,8 +36,8 @@ class PredictConfig(InferenceArgs):
     """Input file (.csv, .tsv, .jsonl, .parquet, or .txt with one text per line); default: stdin lines."""
     output: str | None = None
     """Output file (.csv or .jsonl); default: stdout."""
-    format: Literal["auto", "csv", "jsonl"] = "auto"
-    """Output format (auto: from --output's extension, CSV on stdout)."""
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+    """Output format (auto: from --output's extension, CSV on stdout; with --engine ray: the input's format, CSV for text files). parquet: --engine ray only."""
     text_column: str | None = None
     """Text column (default: the one used in training, else 'text')."""
     text_pair_column: str | None = None
@@ -52,6 +52,10 @@ class PredictConfig(InferenceArgs):
     """Texts per inference batch."""
     chunk_size: int = 4096
     """Rows read into memory at a time."""
+    engine: Literal["local", "ray"] = "local"
+    """local: this process, streaming. ray: Ray Data (`pip install 'bertcls[ray]'`) on the cluster at $RAY_ADDRESS, else on a local Ray started for the command; --file is a file or a directory of files, --output a new directory of shards."""
+    num_workers: int | None = None
+    """--engine ray: model replicas (Ray actors), each with --threads threads (default 1). Default: the CPUs Ray has, less one for reading and writing, / --threads."""
     output_prefix: str | None = None
     """Prefix for the prediction columns (label, score, label_2, score_2, ..., top_k), e.g. pred_. Every input column is kept, never overwritten. Default: none, or pred_ when an input column has a prediction column's name (a labelled test file's 'label'; said on stderr). An explicit prefix that still clashes is refused."""
 
@@ -60,6 +64,19 @@ class PredictConfig(InferenceArgs):
         require(self.top_k >= 0, "top_k", self.top_k, "must be >= 0 (0 = all labels)")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "must be >= 1")
         require(self.chunk_size >= 1, "chunk_size", self.chunk_size, "must be >= 1")
+        require(
+            self.num_workers is None or self.num_workers >= 1, "num_workers", self.num_workers, "must be >= 1"
+        )
+        if self.engine == "ray":
+            require(
+                bool(self.file) and self.file != "-", "file", self.file, "--engine ray reads files, not stdin"
+            )
+            require(
+                bool(self.output), "output", self.output, "--engine ray writes a directory: give --output DIR"
+            )
+            return
+        require(self.num_workers is None, "num_workers", self.num_workers, "is for --engine ray")
+        require(self.format != "parquet", "format", self.format, "parquet output needs --engine ray")
         if self.output and self.format == "auto":
             suffix = Path(self.output).suffix.lower()
             require(
@@ -140,6 +157,10 @@ def check_clash(where: str, columns, predicted: list[str]) -> None:
 
 
 def run(cfg: PredictConfig) -> dict:
+    if cfg.engine == "ray":  # the same rows, on Ray Data (deploy.predict_ray)
+        from bertcls.deploy import predict_ray
+
+        return predict_ray.run(cfg)
     from bertcls.classifier import TextClassifier
     from bertcls.core.data import Columns, check_columns
 
@@ -282,6 +303,10 @@ class _stdout:
 
 
 def summarize(result: dict) -> str:
+    if "workers" in result:
+        from bertcls.deploy.predict_ray import summarize as ray_summary
+
+        return ray_summary(result)
     if result["output"] == "stdout":
         return ""
     return f"wrote {result['rows']} predictions to {result['output']}"
