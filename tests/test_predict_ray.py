@@ -70,10 +70,16 @@ def test_ray_engine_worker_errors_are_one_line_and_leave_no_output(trained_tiny,
     )
     assert "Traceback" not in err and len(err.splitlines()) == 1
     assert not out.exists() and not (tmp_path / "out.partial").exists()
-    # --skip-empty drops it; JSONL output
-    assert main(base + ["--output", str(out), "--skip-empty", "--format", "jsonl"]) == 0
-    assert [r["label"] for r in shards(out, ".json")][:2] == ["positive", "negative"]
-    assert len(shards(out, ".json")) == 10
+    # --skip-empty drops it; a directory of files in; JSONL out
+    d = tmp_path / "in"
+    d.mkdir()
+    write_csv(d / "a.csv", rows)
+    write_csv(d / "b.csv", [{"text": "great great"}])
+    args = [*base[:3], str(d), *base[4:]]
+    assert main(args + ["--output", str(out), "--skip-empty", "--format", "jsonl"]) == 0
+    got = shards(out, ".json")
+    assert len(got) == 11 and [r["label"] for r in got[:2]] == ["positive", "negative"]
+    assert sorted(r["text"] for r in got) == sorted([r["text"] for r in rows[:10]] + ["great great"])
     # a column the file lacks: the usual message, before any prediction
     assert main(base + ["--output", str(tmp_path / "o2"), "--text-column", "body"]) == 2
     assert "body" in capsys.readouterr().err

@@ -157,15 +157,26 @@ class Predictor:
 
 
 def input_format(path: str) -> str:
-    """The format of a file, or of the files of a directory (one format per input)."""
+    """The format of a file, or of the files of a directory (one format per input); directories and URIs
+    (s3://, gs://, ...) are listed through pyarrow's file systems, the ones Ray Data reads with."""
+    import pyarrow.fs as pafs
+
     from bertcls.core.readers import detect_format
 
-    p = Path(path)
-    if "://" in path or p.is_file():
-        return detect_format(p)
-    if not p.is_dir():
-        raise UserError(f"{path}: no such file or directory; give --file an existing file or directory")
-    kinds = {detect_format(f) for f in p.iterdir() if f.is_file() and not f.name.startswith((".", "_"))}
+    if "://" not in path and Path(path).is_file():
+        return detect_format(Path(path))
+    try:
+        fs, root = pafs.FileSystem.from_uri(path) if "://" in path else (pafs.LocalFileSystem(), path)
+        info = fs.get_file_info(root)
+        if info.type == pafs.FileType.File:
+            return detect_format(Path(root))
+        if info.type != pafs.FileType.Directory:
+            raise UserError(f"{path}: no such file or directory; give --file an existing file or directory")
+        files = fs.get_file_info(pafs.FileSelector(root, recursive=False))
+    except (OSError, ValueError, ImportError) as e:
+        raise UserError(f"{path}: cannot be listed ({str(e).splitlines()[0]})") from None
+    names = [Path(f.path).name for f in files if f.type == pafs.FileType.File]
+    kinds = {detect_format(Path(n)) for n in names if not n.startswith((".", "_"))}
     if len(kinds) != 1:
         found = ", ".join(sorted(kinds)) or "no data files"
         raise UserError(f"{path}: a directory input needs files of one format (found {found})")
