@@ -38,3 +38,32 @@ def test_collator_pads_to_batch_max_and_masks(tiny_bert):
     assert batch["input_ids"].shape == (2, max(len(e["input_ids"]) for e in enc))
     assert batch["attention_mask"][0].sum() == len(enc[0]["input_ids"])
     assert torch.all(batch["input_ids"][0][batch["attention_mask"][0] == 0] == tok.pad_token_id)
+
+
+def test_sharded_logits_gathers_each_ranks_share_back_in_input_order(tiny_bert, monkeypatch):
+    """Validation in a distributed run: rank r scores encodings r, r+N, ...; the gathered logits must be
+    the single-process logits row for row (simulated 3-rank world: the other ranks' shares computed here)."""
+    import torch.distributed as dist
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertcls.core.batching import batched_logits, sharded_logits
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=3)
+    texts = [("word " * (1 + (i * 7) % 11)).strip() for i in range(10)]
+    enc = [dict(tok(t)) for t in texts]
+    world, rank = 3, 1
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: world)
+    monkeypatch.setattr(dist, "get_rank", lambda: rank)
+    shares = []
+
+    def all_gather_object(parts, mine):
+        shares.append(len(mine))
+        for r in range(world):
+            parts[r] = mine if r == rank else batched_logits(model, enc[r::world], 4, tok.pad_token_id)
+
+    monkeypatch.setattr(dist, "all_gather_object", all_gather_object)
+    got = sharded_logits(model, enc, 4, tok.pad_token_id)
+    assert shares == [3]  # this rank scored its 3 of the 10 rows, not all of them
+    np.testing.assert_allclose(got, batched_logits(model, enc, 4, tok.pad_token_id), atol=1e-5)

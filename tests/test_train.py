@@ -329,6 +329,12 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     assert "2 process(es)" in log and "5 batches per epoch per process" in log  # 160 rows / 16 / 2 ranks
     m = json.loads((out / "metrics.json").read_text())
     assert m["train"]["steps"] == 5
+    # validation during training is sharded across the ranks (each scores half, gathered in order); the
+    # final report scores the same best weights in one process: the figures must be the same
+    evals = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    best = [e for e in evals if e["type"] == "eval" and e["step"] == m["train"]["best_step"]][0]
+    for key in ("accuracy", "f1_macro", "loss", "ece"):
+        assert abs(best[key] - m["validation"][key]) < 1e-5, key
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_earlier_result(

@@ -39,15 +39,19 @@ def score(
     pooling: str = "mean",
     decision=None,
     positive: int | None = None,
+    shard: bool = False,
 ) -> tuple[dict, np.ndarray]:
-    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits). Multi-label: at
+    """Metrics of ``model`` on ``data`` (returns the metrics and the raw logits). ``shard``: every rank of
+    a distributed run calls this and each computes a share of the logits (``batching.sharded_logits``).
+    Multi-label: at
     ``thresholds`` (default 0.5), or with ``tune`` at thresholds tuned on ``data`` itself, which is what
     the saved model will use when ``data`` is validation (listed under "thresholds"). Rows of ``enc`` that
     are windows of one text (``--long-text chunks``) are pooled into that text's logits."""
-    from bertcls.core.batching import batched_logits
+    from bertcls.core.batching import batched_logits, sharded_logits
     from bertcls.core.longtext import pool
 
-    logits = pool(batched_logits(model, enc, batch_size, pad_id), enc, len(data), pooling)
+    raw = (sharded_logits if shard else batched_logits)(model, enc, batch_size, pad_id)
+    logits = pool(raw, enc, len(data), pooling)
     return score_logits(logits, data, labels, multi, thresholds, tune, decision, positive), logits
 
 

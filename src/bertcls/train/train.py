@@ -208,6 +208,7 @@ def train(
             tune=multi,  # select on what the saved model will do: F1 at its tuned thresholds
             pooling=long_text.pooling,
             positive=state["positive"],
+            shard=True,  # every rank is here: each scores 1/N of validation
         )
         record = {
             "type": "eval",
