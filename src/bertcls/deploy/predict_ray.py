@@ -4,8 +4,8 @@ engine, computed on Ray Data, for inputs larger than one machine handles in reas
 Reads top to bottom: setup (the model's labels and columns checked on the driver, Ray started or joined),
 the pipeline (read -> ``map_batches`` with one ``TextClassifier`` replica per actor -> write), save (the
 shards renamed into place). Ray Data does the reading, scheduling, back-pressure and writing; what is ours
-is the per-batch prediction, which is ``predict._predicted_rows`` itself, so both engines write the same
-columns and values.
+is the per-batch prediction, ``predict_rows.predicted_rows``, the local engine's own, so both engines
+write the same columns and values.
 
 - Ray: ``RAY_ADDRESS`` set (``ray://head:10001`` or ``auto``) joins that cluster; otherwise the command
   starts a local Ray on this machine and stops it at the end. On a cluster, MODEL_DIR, the input and the
@@ -42,7 +42,7 @@ def run(cfg) -> dict:
         raise UserError(f"--engine ray needs Ray Data: {HINT}") from None
     from bertcls.classifier import TextClassifier
     from bertcls.core.data import Columns, check_columns
-    from bertcls.deploy.predict import choose_prefix, prediction_columns
+    from bertcls.deploy.predict_rows import check_clash, choose_prefix, prediction_columns
 
     # ---- setup: everything checkable on the driver fails before a Ray worker starts
     in_fmt = input_format(cfg.file)
@@ -70,12 +70,7 @@ def run(cfg) -> dict:
         check_columns(Path(cfg.file), names, Columns(text=text_col, text_pair=pair_col, label=None), False)
         prefix = choose_prefix(cfg.output_prefix, names, k, "jsonl" if out_fmt != "csv" else "csv", cfg.file)
         predicted = prediction_columns(prefix, k, "jsonl" if out_fmt != "csv" else "csv")
-        clash = [c for c in predicted if c in names]
-        if clash:
-            raise UserError(
-                f"{cfg.file}: input column '{clash[0]}' has the name of a prediction column; pass "
-                f"--output-prefix (e.g. --output-prefix pred_) so both are kept"
-            )
+        check_clash(cfg.file, names, predicted)
         workers = cfg.num_workers or _default_workers(ray, cfg)
         job = dict(cfg=cfg, text_col=text_col, pair_col=pair_col, k=k, out_fmt=out_fmt, prefix=prefix)
 
@@ -132,7 +127,7 @@ class Predictor:
     def __call__(self, batch):
         import pandas as pd
 
-        from bertcls.deploy.predict import _predicted_rows
+        from bertcls.deploy.predict_rows import predicted_rows
 
         job = self.job
         # Arrow nulls arrive as NaN/None; the local engine's empty cell is "", so they count as empty text
@@ -142,7 +137,7 @@ class Predictor:
             (f"{i} of a Ray batch (--engine local names the file's line)", r)
             for i, r in enumerate(records, 1)
         )
-        rows = _predicted_rows(
+        rows = predicted_rows(
             job["cfg"],
             self.clf,
             numbered,
