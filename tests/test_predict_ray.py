@@ -90,6 +90,8 @@ def test_ray_engine_worker_errors_are_one_line_and_leave_no_output(trained_tiny,
     [
         (["--output", "x"], "--engine ray reads files, not stdin"),
         (["--file", "f.csv"], "--engine ray writes a directory: give --output DIR"),
+        # checked before Ray starts
+        (["--file", "f.csv", "--output", "o", "--encoding", "gbk"], "--engine ray reads UTF-8 only"),
     ],
 )
 def test_ray_engine_flag_errors(trained_tiny, extra, message, capsys):

@@ -26,7 +26,13 @@ from bertcls.core.config import InferenceArgs, require
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_open
 from bertcls.core.readers import detect_format, iter_records
-from bertcls.deploy.predict_rows import check_clash, choose_prefix, predicted_rows, prediction_columns
+from bertcls.deploy.predict_rows import (
+    check_clash,
+    choose_prefix,
+    input_fields,
+    predicted_rows,
+    prediction_columns,
+)
 
 
 @dataclass
@@ -115,19 +121,15 @@ def run(cfg: PredictConfig) -> dict:
 
     clf = TextClassifier.from_args(cfg)
     clf.batch_size = cfg.batch_size
-    text_col = cfg.text_column or clf.meta.get("text_column") or "text"
-    pair_col = cfg.text_pair_column or clf.meta.get("text_pair_column")
     in_fmt = "lines"
     if cfg.file and cfg.file != "-":
         in_fmt = detect_format(Path(cfg.file))
-        if in_fmt == "lines":
-            text_col, pair_col = "text", None
         names, records = iter_records(cfg.file, cfg.encoding, in_fmt)
         where = f"{cfg.file}: {'row' if in_fmt == 'parquet' else 'line'}"
     else:
-        text_col, pair_col = "text", None
         names, records = _stdin_records()
         where = "stdin: line"
+    text_col, pair_col, k = input_fields(cfg, clf.meta, len(clf.labels), in_fmt == "lines")
     source = cfg.file if cfg.file and cfg.file != "-" else "stdin"
     check_columns(Path(source), names, Columns(text=text_col, text_pair=pair_col, label=None), False)
     out_fmt = (
@@ -135,7 +137,6 @@ def run(cfg: PredictConfig) -> dict:
         if cfg.format != "auto"
         else ("jsonl" if cfg.output and Path(cfg.output).suffix.lower() in (".jsonl", ".ndjson") else "csv")
     )
-    k = len(clf.labels) if cfg.top_k == 0 else min(cfg.top_k, len(clf.labels))
     prefix = choose_prefix(cfg.output_prefix, names, k, out_fmt, source)
     predicted = prediction_columns(prefix, k, out_fmt)
     if in_fmt == "jsonl":  # each JSON object may bring keys the first one lacked: check every row

@@ -22,6 +22,13 @@ import re
 from pathlib import Path
 
 from bertcls.core.errors import UserError
+from bertcls.deploy.predict_rows import (
+    check_clash,
+    choose_prefix,
+    input_fields,
+    predicted_rows,
+    prediction_columns,
+)
 
 HINT = "pip install 'bertcls[ray]'"
 READERS = {
@@ -42,37 +49,36 @@ def run(cfg) -> dict:
         raise UserError(f"--engine ray needs Ray Data: {HINT}") from None
     from bertcls.classifier import TextClassifier
     from bertcls.core.data import Columns, check_columns
-    from bertcls.deploy.predict_rows import check_clash, choose_prefix, prediction_columns
 
     # ---- setup: everything checkable on the driver fails before a Ray worker starts
+    if cfg.encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise UserError(
+            f"--encoding={cfg.encoding}: --engine ray reads UTF-8 only; convert the input with iconv"
+        )
     in_fmt = input_format(cfg.file)
     out_fmt = (
         cfg.format if cfg.format != "auto" else {"parquet": "parquet", "jsonl": "jsonl"}.get(in_fmt, "csv")
     )
+    row_fmt = "csv" if out_fmt == "csv" else "jsonl"  # JSON Lines and Parquet hold a top_k list per row
     final = None if "://" in cfg.output else Path(cfg.output)
     work = final.with_name(final.name + ".partial") if final else None
     for d in (final, work):
         if d is not None and d.exists():
             raise UserError(f"{d}: already exists; choose a new --output directory (nothing is deleted)")
     clf = TextClassifier.from_args(cfg)  # the model's labels and columns (and its one-line errors)
-    labels, meta = list(clf.labels), dict(clf.meta)
+    text_col, pair_col, k = input_fields(cfg, clf.meta, len(clf.labels), in_fmt == "lines")
     del clf
-    text_col = cfg.text_column or meta.get("text_column") or "text"
-    pair_col = cfg.text_pair_column or meta.get("text_pair_column")
-    if in_fmt == "lines":
-        text_col, pair_col = "text", None
-    k = len(labels) if cfg.top_k == 0 else min(cfg.top_k, len(labels))
 
     started = _start_ray(ray, cfg)
     try:
-        ds = _read(ray, cfg.file, in_fmt, cfg.encoding)
+        ds = _read(ray, cfg.file, in_fmt)
         names = list(ds.schema().names)
         check_columns(Path(cfg.file), names, Columns(text=text_col, text_pair=pair_col, label=None), False)
-        prefix = choose_prefix(cfg.output_prefix, names, k, "jsonl" if out_fmt != "csv" else "csv", cfg.file)
-        predicted = prediction_columns(prefix, k, "jsonl" if out_fmt != "csv" else "csv")
+        prefix = choose_prefix(cfg.output_prefix, names, k, row_fmt, cfg.file)
+        predicted = prediction_columns(prefix, k, row_fmt)
         check_clash(cfg.file, names, predicted)
         workers = cfg.num_workers or _default_workers(ray, cfg)
-        job = dict(cfg=cfg, text_col=text_col, pair_col=pair_col, k=k, out_fmt=out_fmt, prefix=prefix)
+        job = dict(cfg=cfg, text_col=text_col, pair_col=pair_col, k=k, row_fmt=row_fmt, prefix=prefix)
 
         # ---- the pipeline: read -> one classifier per actor -> write, streamed by Ray Data
         out = ds.map_batches(
@@ -127,8 +133,6 @@ class Predictor:
     def __call__(self, batch):
         import pandas as pd
 
-        from bertcls.deploy.predict_rows import predicted_rows
-
         job = self.job
         # Arrow nulls arrive as NaN/None; the local engine's empty cell is "", so they count as empty text
         records = batch.astype(object).where(batch.notna(), None).to_dict("records")
@@ -145,7 +149,7 @@ class Predictor:
             job["text_col"],
             job["pair_col"],
             job["k"],
-            "jsonl" if job["out_fmt"] != "csv" else "csv",
+            job["row_fmt"],
             job["prefix"],
         )
         return pd.DataFrame(list(rows), columns=None if records else list(batch.columns))
@@ -199,7 +203,6 @@ def _start_ray(ray, cfg) -> bool:
     # One CPU more than the actors reserve: Ray Data's read and write tasks need a CPU of their own, and
     # with every CPU held by a predictor actor the pipeline waits forever (seen on 2 cores).
     ray.init(num_cpus=workers * (cfg.threads or 1) + 1, **quiet)
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
     return True
 
 
@@ -208,10 +211,8 @@ def _default_workers(ray, cfg) -> int:
     return max(1, (cpus - 1) // (cfg.threads or 1))
 
 
-def _read(ray, path: str, fmt: str, encoding: str):
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    if encoding.lower().replace("_", "-") not in ("utf-8", "utf8"):
-        raise UserError(f"--encoding={encoding}: --engine ray reads UTF-8 only; convert the input with iconv")
+def _read(ray, path: str, fmt: str):
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # shards in input order
     reader = getattr(ray.data, READERS[fmt])
     if fmt == "tsv":
         import pyarrow.csv as pacsv

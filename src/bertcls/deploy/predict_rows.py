@@ -9,6 +9,15 @@ import numpy as np
 from bertcls.core.errors import UserError, warn
 
 
+def input_fields(cfg, meta: dict, n_labels: int, plain_lines: bool) -> tuple[str, str | None, int]:
+    """The text column, the pair column and how many labels each row gets: the flags, else what training
+    saved; plain text lines (stdin, .txt) have one 'text' column and no pair."""
+    text_col = "text" if plain_lines else cfg.text_column or meta.get("text_column") or "text"
+    pair_col = None if plain_lines else cfg.text_pair_column or meta.get("text_pair_column")
+    k = n_labels if cfg.top_k == 0 else min(cfg.top_k, n_labels)
+    return text_col, pair_col, k
+
+
 def chunks(records, size: int):
     chunk = []
     for item in records:
