@@ -48,10 +48,10 @@ class TuneConfig(TrainConfig):
     """Stop unpromising trials early from their validation --metric at each evaluation (use --eval-steps for evaluations within an epoch)."""
     prune_after_epochs: float = 1.0
     """A trial is pruned only after it has trained more than this many epochs (so a run of that many
-    epochs always finishes). Evaluations are compared at the same
-    number of training examples seen, so trials with other batch sizes line up; pruning from the first
-    evaluation (0) ranked trials by their warm-up: in a TREC-6 tune 24 of 38 pruned trials were cut near
-    chance at step 25."""
+    epochs always finishes). Evaluations are compared at the same number of training examples seen (batch
+    sizes 16 and 32 meet every 800 examples in the first epoch; an epoch's partial last batch can shift
+    them apart after it). Pruning from the first evaluation (0) ranked trials by their warm-up: in a
+    TREC-6 tune 24 of 38 pruned trials were cut near chance at step 25."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
