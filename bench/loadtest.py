@@ -64,7 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--onnx-dir", help="export for a started onnx service (e.g. onnx-int8)")
     p.add_argument("--threads", type=int, help="inference threads of a started service")
     p.add_argument("--max-batch-size", type=int, default=32, help="micro-batch size of a started service")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="micro-batch wait of a started service")
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=None,
+        help="micro-batch wait of a started service (default: its own)",
+    )
     p.add_argument("--concurrency", type=int, default=16, help="concurrent clients (1-256)")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (1-600)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
@@ -136,13 +141,13 @@ def start_service(a: argparse.Namespace) -> tuple[subprocess.Popen, str, Path]:
         a.backend,
         "--max-batch-size",
         str(a.max_batch_size),
-        "--max-wait-ms",
-        str(a.max_wait_ms),
         "--max-texts",
         str(max(64, a.texts_per_request)),
         "--log-level",
         "warning",
     ]
+    if a.max_wait_ms is not None:
+        cmd += ["--max-wait-ms", str(a.max_wait_ms)]
     if a.onnx_dir:
         cmd += ["--onnx-dir", a.onnx_dir]
     if a.threads:
@@ -185,25 +190,56 @@ def scrape(metrics_text: str) -> dict[str, float]:
     return out
 
 
-async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
-    import httpx
+class Usage:
+    """CPU seconds and resident memory of the client (this process) and of the server process, sampled at
+    the window's start and end (and the server's RSS every second), so a result says how much of the
+    machine the client itself took."""
+
+    def __init__(self, server_pid: int | None):
+        import psutil
+
+        self.server = psutil.Process(server_pid) if server_pid else None
+        self.rss_mb: list[float] = []
+
+    def cpu(self) -> tuple[float, float | None]:
+        server = None
+        if self.server is not None:
+            t = self.server.cpu_times()
+            server = t.user + t.system
+        return time.process_time(), server
+
+    def sample_rss(self) -> None:
+        if self.server is not None:
+            self.rss_mb.append(self.server.memory_info().rss / 2**20)
+
+
+async def drive(a: argparse.Namespace, url: str, texts: list[str], server_pid: int | None = None) -> dict:
+    # aiohttp, not httpx: the client shares the machine with the server, and httpx's pure-Python
+    # connection pool cost about twice the CPU per request that aiohttp's does.
+    import aiohttp
 
     headers = {"Authorization": f"Bearer {a.token}"} if a.token else {}
     # One connection more than the clients: the /metrics snapshots must not queue behind a busy client
     # (with a single client they otherwise ran only after the whole window, and measured nothing).
     conns = a.concurrency + 1 + int(a.attack_surrogate)
-    limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
     attack_statuses: Counter[str] = Counter()
     state = {"measured": 0, "last_done": 0.0, "cursor": 0}
-    async with httpx.AsyncClient(
-        base_url=url, limits=limits, timeout=a.timeout, headers=headers, trust_env=False
-    ) as client:
+    usage = Usage(server_pid)
+    errors = (aiohttp.ClientError, asyncio.TimeoutError)
+    connector = aiohttp.TCPConnector(limit=conns)
+    timeout = aiohttp.ClientTimeout(total=a.timeout)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=headers) as client:
         start = time.perf_counter()
         window_start = start + a.warmup
         end = window_start + a.duration
-        before: dict[str, float] | None = None
+        snap: dict[str, dict] = {}
+
+        async def post(**kw) -> str:
+            async with client.post("/v1/classify", **kw) as r:
+                await r.read()
+                return str(r.status)
 
         async def one_client() -> None:
             while True:
@@ -218,9 +254,8 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
                 batch = [texts[(i + k) % len(texts)] for k in range(a.texts_per_request)]
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/v1/classify", json={"texts": batch})
-                    status = str(r.status_code)
-                except httpx.HTTPError as e:
+                    status = await post(json={"texts": batch})
+                except errors as e:
                     status = type(e).__name__
                 t1 = time.perf_counter()
                 if measured:
@@ -234,29 +269,42 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
                 body = ATTACK_BODIES[i % len(ATTACK_BODIES)]
                 i += 1
                 try:
-                    r = await client.post(
-                        "/v1/classify", content=body, headers={"content-type": "application/json"}
-                    )
-                    status = str(r.status_code)
-                except httpx.HTTPError as e:
+                    status = await post(data=body, headers={"content-type": "application/json"})
+                except errors as e:
                     status = type(e).__name__
                 if time.perf_counter() >= window_start:
                     attack_statuses[status] += 1
 
-        async def snapshot_at_window_start() -> None:
-            nonlocal before
+        async def metrics() -> dict[str, float]:
+            async with client.get("/metrics") as r:
+                return scrape(await r.text())
+
+        async def watch_window() -> None:
             await asyncio.sleep(max(0.0, window_start - time.perf_counter()))
-            before = scrape((await client.get("/metrics")).text)
+            snap["before"] = await metrics()
+            snap["cpu_before"] = usage.cpu()  # type: ignore[assignment]
+            while time.perf_counter() < end:
+                usage.sample_rss()
+                await asyncio.sleep(min(1.0, max(0.0, end - time.perf_counter())))
+            usage.sample_rss()
 
         clients = [one_client() for _ in range(a.concurrency)] + ([attacker()] if a.attack_surrogate else [])
-        await asyncio.gather(snapshot_at_window_start(), *clients)
-        after = scrape((await client.get("/metrics")).text)
+        await asyncio.gather(watch_window(), *clients)
+        cpu_after = usage.cpu()
+        after = await metrics()
+    before = snap.get("before", {})
     n = len(latencies)
     elapsed = max(state["last_done"] - window_start, 1e-9)
     ok = statuses.get("200", 0)
     lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
-    batches = after["bertcls_batch_size_count"] - (before or {}).get("bertcls_batch_size_count", 0)
-    batch_texts = after["bertcls_batch_size_sum"] - (before or {}).get("bertcls_batch_size_sum", 0)
+    batches = after["bertcls_batch_size_count"] - before.get("bertcls_batch_size_count", 0)
+    batch_texts = after["bertcls_batch_size_sum"] - before.get("bertcls_batch_size_sum", 0)
+    cpu_before = snap.get("cpu_before", cpu_after)
+    window = max(time.perf_counter() - window_start, 1e-9)
+    client_cpu = (cpu_after[0] - cpu_before[0]) / window  # type: ignore[index]
+    server_cpu = (
+        None if cpu_after[1] is None else (cpu_after[1] - cpu_before[1]) / window  # type: ignore[index,operator]
+    )
     return {
         "requests": n,
         "ok": ok,
@@ -273,7 +321,19 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str]) -> dict:
             "max": round(float(lat.max()), 2),
         },
         "server_mean_batch_size": round(batch_texts / batches, 2) if batches else None,
-        "server_failed_batches": after[FAILED_BATCHES] - (before or {}).get(FAILED_BATCHES, 0),
+        "server_failed_batches": after[FAILED_BATCHES] - before.get(FAILED_BATCHES, 0),
+        # CPU in cores (1.0 = one core busy for the whole window)
+        "client_cpu_cores": round(client_cpu, 3),
+        "server_cpu_cores": None if server_cpu is None else round(server_cpu, 3),
+        "server_rss_mb": (
+            {
+                "start": round(usage.rss_mb[0], 1),
+                "end": round(usage.rss_mb[-1], 1),
+                "max": round(max(usage.rss_mb), 1),
+            }
+            if usage.rss_mb
+            else None
+        ),
         **({"attacker_status_counts": dict(attack_statuses)} if a.attack_surrogate else {}),
     }
 
@@ -297,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             trust_env=False,
         )
         model = info.json() if info.status_code == 200 else {}
-        result = asyncio.run(drive(a, url, texts))
+        result = asyncio.run(drive(a, url, texts, proc.pid if proc is not None else None))
     finally:
         if proc is not None:
             stop_service(proc)
@@ -331,6 +391,15 @@ def main(argv: list[str] | None = None) -> int:
         f"  latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  max {lat['max']:.1f}"
     )
     print(f"  server mean micro-batch size: {result['server_mean_batch_size']}")
+    cpu = f"client {result['client_cpu_cores']:.2f}"
+    if result["server_cpu_cores"] is not None:
+        cpu += f", server {result['server_cpu_cores']:.2f}"
+    print(f"  CPU cores busy: {cpu} (of {os.cpu_count()})")
+    if result["server_rss_mb"]:
+        rss = result["server_rss_mb"]
+        print(
+            f"  server memory MB: {rss['start']:.0f} at the window's start, {rss['end']:.0f} at its end, max {rss['max']:.0f}"
+        )
     if a.attack_surrogate:
         attacks = result["attacker_status_counts"]
         print(

@@ -252,6 +252,39 @@ def test_batcher_back_pressure_and_mixed_pairs():
     assert sorted(len(t) for t, _ in calls) == [1, 2]  # one batch, split into with-pairs and without
 
 
+def test_batcher_without_wait_answers_an_idle_request_at_once_and_still_batches_under_load():
+    """Regression: the service waited 5 ms for company before every batch, so one client alone paid
+    5 ms on every request. The default is now no wait: an idle server runs a text at once, and texts
+    that queue while a batch runs go together in the next one."""
+    assert ServeConfig(model_dir="m").max_wait_ms == 0
+    sizes = []
+
+    def predict(texts, pairs):
+        sizes.append(len(texts))
+        time.sleep(0.2)  # a slow model: the others queue behind the first batch
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    async def scenario(max_wait):
+        b = MicroBatcher(predict, max_batch=8, max_wait=max_wait, max_queue=64)
+        await b.start()
+        try:
+            t0 = time.perf_counter()
+            await b.submit(["alone"], None)
+            alone = time.perf_counter() - t0
+            first = asyncio.create_task(b.submit(["a"], None))
+            await asyncio.sleep(0.05)  # the first batch is running
+            rest = [asyncio.create_task(b.submit([f"t{i}"], None)) for i in range(5)]
+            await asyncio.gather(first, *rest)
+            return alone
+        finally:
+            await b.stop()
+
+    assert asyncio.run(scenario(0.0)) < 0.2 + 0.15  # the model's 0.2 s, no wait for company
+    assert sizes == [1, 1, 5]  # the five that queued behind a running batch went together
+    sizes.clear()
+    assert asyncio.run(scenario(0.5)) >= 0.5 + 0.2  # with --max-wait-ms 500 it waits first
+
+
 def test_onnx_backend_service(trained_tiny, tmp_path, monkeypatch):
     from bertcls import TextClassifier
     from bertcls.cli import main

@@ -59,7 +59,8 @@ class MicroBatcher:
     """One asyncio queue of texts and one worker task that runs them through the model in batches.
 
     Each text carries a future; a request awaits its texts' futures. The worker takes the first waiting
-    text, then keeps taking texts until the batch is full or ``max_wait`` has passed, runs the batch in a
+    text, then keeps taking texts until the batch is full or ``max_wait`` has passed (with 0, the default
+    of ``bertcls serve``: whatever is queued at that moment), runs the batch in a
     single-thread executor (so the event loop keeps accepting requests meanwhile, and the model — which
     uses its own intra-op threads — is never called concurrently) and resolves the futures. Under load the
     queue refills while a batch runs, so batches fill up without waiting."""

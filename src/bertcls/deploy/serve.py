@@ -42,8 +42,10 @@ class ServeConfig(InferenceArgs):
     """TCP port."""
     max_batch_size: int = 32
     """Most texts run together in one model call."""
-    max_wait_ms: float = 5.0
-    """How long the first queued text waits for others to join its batch."""
+    max_wait_ms: float = 0.0
+    """How long the first queued text waits for others to join its batch. 0: a batch starts as soon as
+    the model is free, with every text queued by then; under load texts queue while the previous batch
+    runs, so batches still fill, and an idle server answers at once instead of waiting."""
     max_texts: int = 64
     """Most texts in one request (more: HTTP 413)."""
     max_chars: int = 5000
