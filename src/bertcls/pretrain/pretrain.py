@@ -22,7 +22,7 @@ import torch
 
 from bertcls.core import checkpoint, rundir
 from bertcls.core.errors import UserError
-from bertcls.core.runtime import check_loss, make_accelerator, optimizer_step, progress, setup_logging
+from bertcls.core.runtime import adamw, check_loss, make_accelerator, optimizer_step, progress, setup_logging
 from bertcls.pretrain.prepare import (
     PretrainConfig,
     build_model,
@@ -126,7 +126,7 @@ def pretrain(cfg: PretrainConfig, run_dir, accelerator, model, tokenizer, train_
         generator=torch.Generator(),
     )
     task = objective.PretrainingObjective(model)
-    optimizer = torch.optim.AdamW(rundir.param_groups(model, cfg.weight_decay), lr=cfg.learning_rate)
+    optimizer = adamw(rundir.param_groups(model, cfg.weight_decay), cfg.learning_rate)
     task, optimizer, loader = accelerator.prepare(task, optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / cfg.gradient_accumulation_steps)
     step_limits = [s for s in (cfg.max_steps, cfg.epochs and cfg.epochs * steps_per_epoch) if s is not None]

@@ -18,12 +18,13 @@ from pathlib import Path
 import torch
 
 from bertcls.core import checkpoint, metrics, rundir, tracking
+from bertcls.core.cls_only import cls_only
 from bertcls.core.config import to_dict
 from bertcls.core.decision import positive_class
 from bertcls.core.language import language_fit
 from bertcls.core.losses import class_weight_tensor, make_loss
 from bertcls.core.multilabel import init_head_to_priors, label_priors
-from bertcls.core.runtime import check_loss, make_accelerator, optimizer_step, progress
+from bertcls.core.runtime import adamw, check_loss, make_accelerator, optimizer_step, progress
 from bertcls.core.scoring import label_targets, scalar, score
 from bertcls.train.prepare import (
     Splits,
@@ -64,7 +65,8 @@ def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
     check_label_options(cfg, labels, model)
     tracking.check_installed(cfg.report_to)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
-    with rundir.session(run_dir, cfg, accelerator):
+    # cls_only: the last layer computes [CLS] alone, the only position the classifier reads (exact)
+    with rundir.session(run_dir, cfg, accelerator), cls_only(model):
         result = train(
             cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path, on_eval, distill
         )
@@ -130,7 +132,7 @@ def train(
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     head_lr = cfg.learning_rate * cfg.head_lr_multiplier if cfg.head_lr_multiplier != 1 else None
-    optimizer = torch.optim.AdamW(rundir.param_groups(model, cfg.weight_decay, head_lr), lr=cfg.learning_rate)
+    optimizer = adamw(rundir.param_groups(model, cfg.weight_decay, head_lr), cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     log.info(
         "%d process(es) on %s, precision %s, %d batches per epoch per process",

@@ -1,0 +1,162 @@
+"""Where a fine-tuning step spends its time (issue 19): forward, backward, gradient clipping and the
+optimizer step timed separately over the same length-grouped SST-2 batches bertcls trains on, for each
+variant named by --variants, each in a fresh process, one after the other, repeated --repeat times
+alternately (v1, v2, ..., v1, v2, ...).
+
+Variants (comma-separated, any combination joined by '+'):
+  foreach   torch.optim.AdamW's default multi-tensor implementation (what `bertcls train` used)
+  fused     AdamW(fused=True), one kernel per parameter group (HF Trainer 5.x's default `adamw_torch_fused`)
+  cls       the last layer computes [CLS] alone (core.cls_only, what `bertcls train` does)
+  compile   torch.compile(model, dynamic=True) (inductor); its compile time is reported as warmup_s
+  malloc    glibc told to keep freed memory (core.runtime.keep_freed_memory) instead of returning each
+            step's large activation buffers to the OS and page-faulting them back in on the next step
+
+    python bench/train_step_profile.py --data ../shared/data/sst2 --steps 60 --variants foreach,fused,fused+malloc
+
+Every variant starts from the same weights and sees the same batches; the JSON (default
+bench/results/train_step_profile.json) has milliseconds per step for each phase and samples/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def batches(a, tokenizer) -> list[dict]:
+    from bertcls.core.batching import Collator, LengthGroupedBatchSampler, encode
+
+    with open(Path(a.data) / "train.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    labels = sorted({r["label"] for r in rows})
+    enc = encode(tokenizer, [r["text"] for r in rows], None, a.max_length)
+    for e, r in zip(enc, rows):
+        e["labels"] = labels.index(r["label"])
+    sampler = LengthGroupedBatchSampler([len(e["input_ids"]) for e in enc], a.batch_size, a.seed)
+    collate = Collator(tokenizer.pad_token_id)
+    return [collate([enc[i] for i in b]) for b in sampler.batches()[: a.steps + a.warmup]]
+
+
+def run_variant(a, variant: str, state: dict, data: list[dict]) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.core import rundir
+    from bertcls.core.cls_only import cls_only
+    from bertcls.core.models import resolve_model
+    from bertcls.core.runtime import keep_freed_memory
+
+    parts = set(variant.split("+"))
+    if "malloc" in parts:
+        keep_freed_memory()  # process-wide: why each variant has its own process
+    torch.manual_seed(a.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(resolve_model(a.model), num_labels=2)
+    model.load_state_dict(state)
+    model.train()
+    if "cls" in parts:
+        cls_only(model).__enter__()  # for the whole (single-variant) process
+    if "compile" in parts:
+        model = torch.compile(model, dynamic=True)
+    opt = torch.optim.AdamW(
+        rundir.param_groups(model, 0.01), lr=a.lr, fused="fused" in parts, foreach="fused" not in parts
+    )
+    phases: dict[str, list[float]] = {"forward": [], "backward": [], "clip": [], "optimizer": []}
+    t_start = None
+    tokens = 0
+    t_first = time.perf_counter()
+    warmup_s = 0.0
+    for i, batch in enumerate(data):
+        if i == a.warmup:
+            warmup_s = time.perf_counter() - t_first
+            t_start = time.perf_counter()
+            phases = {k: [] for k in phases}
+            tokens = 0
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        t0 = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(**inputs).logits, labels)
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        loss.item()
+        for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            phases[k].append(v * 1000)
+        tokens += int(batch["attention_mask"].sum())
+    wall = time.perf_counter() - t_start
+    steps = len(data) - a.warmup
+    return {
+        "variant": variant,
+        "ms_per_step": {k: round(statistics.mean(v), 2) for k, v in phases.items()},
+        "samples_per_s": round(steps * a.batch_size / wall, 2),
+        "tokens_per_s": round(tokens / wall, 1),
+        "wall_s": round(wall, 2),
+        "warmup_s": round(warmup_s, 2),
+        "warmup_steps": a.warmup,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="../shared/data/sst2")
+    p.add_argument("--model", default="minilm-l6")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--variants", default="foreach,fused")
+    p.add_argument("--repeat", type=int, default=2, help="rounds over all variants, alternating")
+    p.add_argument("--out", default=str(HERE / "results" / "train_step_profile.json"))
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this variant, print its JSON
+    a = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.one:
+        print(json.dumps(one(a)))
+        return
+    import torch
+
+    rounds = []
+    for r in range(a.repeat):
+        for v in a.variants.split(","):
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--one", v]
+            res = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+            )
+            res["round"] = r
+            print(json.dumps(res), flush=True)
+            rounds.append(res)
+    out = {"config": vars(a), "torch": torch.__version__, "threads": torch.get_num_threads(), "runs": rounds}
+    Path(a.out).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {a.out}")
+
+
+def one(a) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertcls.core.models import resolve_model
+
+    path = resolve_model(a.model)
+    torch.manual_seed(a.seed)
+    state = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2).state_dict()
+    data = batches(a, AutoTokenizer.from_pretrained(path))
+    return run_variant(a, a.one, state, data)
+
+
+if __name__ == "__main__":
+    main()
