@@ -534,3 +534,26 @@ def test_explain_needs_the_token(client_for, monkeypatch):
     assert c.post("/v1/explain", json={"texts": ["good"]}).status_code == 401
     ok = {"Authorization": "Bearer s3cret-token"}
     assert c.post("/v1/explain", json={"texts": ["good"]}, headers=ok).status_code == 200
+
+
+def test_the_server_s_onnx_threads_do_not_busy_wait(monkeypatch):
+    """The service's onnxruntime session sleeps between operators (the event loop shares the cores);
+    batch commands keep onnxruntime's default spinning."""
+    from bertcls.classifier import TextClassifier
+    from bertcls.deploy import serve
+    from bertcls.deploy.onnx_backend import session_options
+
+    key = "session.intra_op.allow_spinning"
+    assert session_options(2, spin=False).get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError):  # not set: onnxruntime's default, spinning
+        session_options(2).get_session_config_entry(key)
+    seen = {}
+
+    def fake_from_args(cfg, onnx_spin=True):
+        seen["onnx_spin"] = onnx_spin
+        raise UserError("stop here")
+
+    monkeypatch.setattr(TextClassifier, "from_args", staticmethod(fake_from_args))
+    with pytest.raises(UserError):
+        serve.run(ServeConfig(model_dir="m"))
+    assert seen == {"onnx_spin": False}
