@@ -183,10 +183,21 @@ def stop_service(proc: subprocess.Popen) -> None:
 
 def scrape(metrics_text: str) -> dict[str, float]:
     out = {}
-    names = ("bertcls_batch_size_sum", "bertcls_batch_size_count", "bertcls_texts_total", FAILED_BATCHES)
+    names = (
+        "bertcls_batch_size_sum",
+        "bertcls_batch_size_count",
+        "bertcls_batch_seconds_sum",
+        "bertcls_texts_total",
+        FAILED_BATCHES,
+    )
     for name in names:
         m = re.search(rf"^{name} (\S+)$", metrics_text, re.M)
         out[name] = float(m.group(1)) if m else 0.0
+    for part in ("sum", "count"):  # the server's own time per /v1/classify request
+        m = re.search(
+            rf'^bertcls_request_duration_seconds_{part}{{endpoint="/v1/classify"}} (\S+)$', metrics_text, re.M
+        )
+        out[f"classify_seconds_{part}"] = float(m.group(1)) if m else 0.0
     return out
 
 
@@ -297,7 +308,11 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str], server_pid: i
     elapsed = max(state["last_done"] - window_start, 1e-9)
     ok = statuses.get("200", 0)
     lat = np.asarray(latencies) * 1000 if latencies else np.zeros(1)
-    batches = after["bertcls_batch_size_count"] - before.get("bertcls_batch_size_count", 0)
+
+    def delta(name: str) -> float:
+        return after[name] - before.get(name, 0.0)
+
+    batches = delta("bertcls_batch_size_count")
     batch_texts = after["bertcls_batch_size_sum"] - before.get("bertcls_batch_size_sum", 0)
     cpu_before = snap.get("cpu_before", cpu_after)
     window = max(time.perf_counter() - window_start, 1e-9)
@@ -321,6 +336,16 @@ async def drive(a: argparse.Namespace, url: str, texts: list[str], server_pid: i
             "max": round(float(lat.max()), 2),
         },
         "server_mean_batch_size": round(batch_texts / batches, 2) if batches else None,
+        # the server's view: model time per micro-batch (tokenisation included), and request time from
+        # the first byte read to the response (the rest of the client's latency is the client and kernel)
+        "server_batch_ms_mean": round(1000 * delta("bertcls_batch_seconds_sum") / batches, 2)
+        if batches
+        else None,
+        "server_request_ms_mean": (
+            round(1000 * delta("classify_seconds_sum") / delta("classify_seconds_count"), 2)
+            if delta("classify_seconds_count")
+            else None
+        ),
         "server_failed_batches": after[FAILED_BATCHES] - before.get(FAILED_BATCHES, 0),
         # CPU in cores (1.0 = one core busy for the whole window)
         "client_cpu_cores": round(client_cpu, 3),
@@ -390,7 +415,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  max {lat['max']:.1f}"
     )
-    print(f"  server mean micro-batch size: {result['server_mean_batch_size']}")
+    print(
+        f"  server: mean micro-batch {result['server_mean_batch_size']} texts, "
+        f"{result['server_batch_ms_mean']} ms model time per batch, "
+        f"{result['server_request_ms_mean']} ms per request"
+    )
     cpu = f"client {result['client_cpu_cores']:.2f}"
     if result["server_cpu_cores"] is not None:
         cpu += f", server {result['server_cpu_cores']:.2f}"
