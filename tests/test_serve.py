@@ -536,29 +536,6 @@ def test_explain_needs_the_token(client_for, monkeypatch):
     assert c.post("/v1/explain", json={"texts": ["good"]}, headers=ok).status_code == 200
 
 
-def test_the_server_s_onnx_threads_do_not_busy_wait(monkeypatch):
-    """The service's onnxruntime session sleeps between operators (the event loop shares the cores);
-    batch commands keep onnxruntime's default spinning."""
-    from bertcls.classifier import TextClassifier
-    from bertcls.deploy import serve
-    from bertcls.deploy.onnx_backend import session_options
-
-    key = "session.intra_op.allow_spinning"
-    assert session_options(2, spin=False).get_session_config_entry(key) == "0"
-    with pytest.raises(RuntimeError):  # not set: onnxruntime's default, spinning
-        session_options(2).get_session_config_entry(key)
-    seen = {}
-
-    def fake_from_args(cfg, onnx_spin=True):
-        seen["onnx_spin"] = onnx_spin
-        raise UserError("stop here")
-
-    monkeypatch.setattr(TextClassifier, "from_args", staticmethod(fake_from_args))
-    with pytest.raises(UserError):
-        serve.run(ServeConfig(model_dir="m"))
-    assert seen == {"onnx_spin": False}
-
-
 def test_the_server_freezes_its_start_up_objects_out_of_garbage_collection(clf, trained_tiny, monkeypatch):
     """Regression (p99 latency under load): a full collection walked the model's and libraries' ~236k
     objects (160 ms measured) in the middle of serving. They are frozen while the app runs, and

@@ -79,15 +79,13 @@ class TextClassifier:
         device: str | None = None,
         onnx_dir: str | os.PathLike | None = None,
         ensemble: bool = True,
-        onnx_spin: bool = True,
     ) -> TextClassifier:
         """Load a directory written by ``bertcls train`` (or any HF sequence-classification directory).
 
         ``backend="onnx"`` uses the export written by ``bertcls export`` via onnxruntime: ``onnx_dir`` if
         given (absolute, or relative to ``path``), else ``onnx/``, else ``onnx-int8/``. A model trained
         with ``--ensemble`` mixes in its TF-IDF baseline in every backend; ``ensemble=False`` uses the
-        model alone. ``onnx_spin=False`` lets onnxruntime's threads sleep between operators instead of
-        busy-waiting (what ``bertcls serve`` uses: its event loop needs the cores between batches)."""
+        model alone."""
         if backend not in BACKENDS:
             raise UserError(f"--backend={backend!r} is invalid: choose one of {', '.join(BACKENDS)}")
         path = str(path)
@@ -103,7 +101,7 @@ class TextClassifier:
         if backend == "onnx":
             from bertcls.deploy.onnx_backend import OnnxModel
 
-            model = OnnxModel.load(path, threads=threads, onnx_dir=onnx_dir, spin=onnx_spin)
+            model = OnnxModel.load(path, threads=threads, onnx_dir=onnx_dir)
         else:
             import torch
 
@@ -122,7 +120,7 @@ class TextClassifier:
         return clf
 
     @classmethod
-    def from_args(cls, args: Any, onnx_spin: bool = True) -> TextClassifier:
+    def from_args(cls, args: Any) -> TextClassifier:
         """Load ``args.model_dir`` as the inference commands' shared options say (``core.config.InferenceArgs``:
         backend, threads, ONNX export, ensemble, and long-text flags on top of what training saved)."""
         clf = cls.from_pretrained(
@@ -131,7 +129,6 @@ class TextClassifier:
             threads=args.threads,
             onnx_dir=args.onnx_dir,
             ensemble=args.ensemble,
-            onnx_spin=onnx_spin,
         )
         clf.long_text = args.long_text_for(clf.long_text, clf.max_length)
         return clf

@@ -78,14 +78,9 @@ def read_report(export_dir: str | os.PathLike) -> dict:
         raise UserError(f"{f}: not valid JSON; re-create the export with: bertcls export") from None
 
 
-def session_options(threads: int | None, spin: bool = True):
-    """``spin=False``: intra-op threads sleep between parallel sections instead of busy-waiting for the
-    next one. Busy-waiting wins a little for back-to-back batches (predict, evaluate); in a server it
-    takes the core the event loop needs to read the next requests."""
+def session_options(threads: int | None):
     ort = import_onnxruntime()
     so = ort.SessionOptions()
-    if not spin:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # 0 lets onnxruntime pick (one thread per physical core); a number pins the intra-op pool.
     so.intra_op_num_threads = int(threads or 0)
     # BERT is one chain of ops: parallelism comes from intra-op threads, an inter-op pool only adds overhead.
@@ -121,7 +116,6 @@ class OnnxModel:
         threads: int | None = None,
         onnx_dir: str | os.PathLike | None = None,
         check_weights: bool = True,
-        spin: bool = True,
     ) -> OnnxModel:
         """Open the export of model directory ``path`` (see :func:`find_export`) on the CPU.
 
@@ -141,7 +135,7 @@ class OnnxModel:
                     f"bertcls export {path} --format onnx --output-dir {export}"
                 )
         return cls.from_file(
-            export / MODEL_FILE, threads, report, hint=f"bertcls export {path} --format onnx", spin=spin
+            export / MODEL_FILE, threads, report, hint=f"bertcls export {path} --format onnx"
         )
 
     @classmethod
@@ -151,14 +145,13 @@ class OnnxModel:
         threads: int | None = None,
         report: dict | None = None,
         hint: str = "bertcls export MODEL_DIR --format onnx",
-        spin: bool = True,
     ) -> OnnxModel:
         """A session over one ``.onnx`` file (CPU execution provider)."""
         ort = import_onnxruntime()
         file = Path(file)
         try:
             session = ort.InferenceSession(
-                str(file), sess_options=session_options(threads, spin), providers=["CPUExecutionProvider"]
+                str(file), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
             )
         except Exception as e:  # onnxruntime raises its own classes for bad protobufs / unknown ops
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

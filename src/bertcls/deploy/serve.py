@@ -379,8 +379,7 @@ def run(cfg: ServeConfig) -> dict:
 
     from bertcls.classifier import TextClassifier
 
-    # No busy-waiting onnxruntime threads: between batches the event loop needs the cores to read requests.
-    clf = TextClassifier.from_args(cfg, onnx_spin=False)
+    clf = TextClassifier.from_args(cfg)
     app = create_app(clf, cfg)
     auth = bool(os.environ.get(TOKEN_ENV))
     if cfg.host not in LOOPBACK and not auth:
