@@ -335,6 +335,23 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     best = [e for e in evals if e["type"] == "eval" and e["step"] == m["train"]["best_step"]][0]
     for key in ("accuracy", "f1_macro", "loss", "ece"):
         assert abs(best[key] - m["validation"][key]) < 1e-5, key
+    # the final test scoring is split across the ranks too; it must equal one process scoring the saved
+    # model on the whole test file
+    assert "final scoring: validation and test split across 2 processes" in log
+    single = main(
+        [
+            "evaluate",
+            str(out),
+            "--file",
+            str(sentiment_files["test"]),
+            "--output-dir",
+            str(tmp_path / "ev"),
+        ]
+    )
+    assert single == 0
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("accuracy", "ece", "pr_auc", "roc_auc"):  # ECE: sensitive to every probability
+        assert abs(ev[key] - m["test"][key]) < 1e-5, key
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_earlier_result(

@@ -64,6 +64,10 @@ class FinishedRun:
         return bool(self.cfg.multi_label)
 
     val_logits: np.ndarray | None = None  # validation logits of the final model, once computed
+    # test logits computed by every rank of a distributed run (share_scoring), from the weights as
+    # loaded: a --calibrate temperature baked in later divides them (``temperature``)
+    test_logits: np.ndarray | None = None
+    temperature: float = 1.0
 
     @property
     def positive(self) -> int | None:
@@ -110,6 +114,38 @@ class FinishedRun:
         """Class ids (-1 = unknown label), or the 0/1 matrix for multi-label."""
         t = label_targets(data, self.labels, self.multi)
         return np.stack(t).astype(int) if self.multi else np.asarray(t)
+
+
+def share_scoring(r: FinishedRun) -> None:
+    """A distributed run's final scoring, split across its ranks: every rank calls this (a collective)
+    with the final weights loaded, each scores 1/N of validation and test (``batching.sharded_logits``),
+    and rank 0's :func:`finish_run` then reports from those logits instead of scoring everything alone."""
+    from bertcls.core.batching import sharded_logits
+    from bertcls.core.longtext import encode_long, pool
+
+    cfg, pad = r.cfg, r.tokenizer.pad_token_id
+
+    def logits(enc: list[dict], n: int) -> np.ndarray:
+        return pool(sharded_logits(r.model, enc, cfg.eval_batch_size, pad), enc, n, cfg.pooling)
+
+    r.val_logits = logits(r.enc_val, len(r.splits.validation))
+    if (test := r.splits.test) is not None:
+        enc = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
+        r.test_logits = logits(enc, len(test))
+
+
+def _test_scores(r: FinishedRun, thresholds, decision) -> tuple[dict, np.ndarray]:
+    """Test metrics and logits of the final model: from the ranks' shares when a distributed run
+    computed them (:func:`share_scoring`), else scored here."""
+    from bertcls.core.longtext import encode_long
+
+    test, cfg = r.splits.test, r.cfg
+    if r.test_logits is None:
+        enc = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
+        return r.score(enc, test, thresholds, decision=decision)
+    logits = r.test_logits / r.temperature
+    t = None if thresholds is None else np.asarray(thresholds)
+    return score_logits(logits, test, r.labels, r.multi, t, decision=decision, positive=r.positive), logits
 
 
 def _validation_scores(r: FinishedRun) -> tuple[dict, list[float] | None, np.ndarray | None]:
@@ -162,7 +198,6 @@ def _train_summary(r: FinishedRun) -> dict:
 def finish_run(r: FinishedRun) -> dict:
     """Write the finished model into the run's working directory (``publish`` moves it into place)."""
     from bertcls.core import probabilities
-    from bertcls.core.longtext import encode_long
 
     cfg, out = r.cfg, r.run.work
     calibrated = probabilities.calibrate(r)  # first: everything after sees the calibrated model
@@ -177,8 +212,7 @@ def finish_run(r: FinishedRun) -> dict:
     test_logits = None
     if r.splits.test is not None:
         test = r.splits.test
-        enc_test = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
-        result["test"], test_logits = r.score(enc_test, r.splits.test, thresholds, decision=decision)
+        result["test"], test_logits = _test_scores(r, thresholds, decision)
         shown, shown_name, shown_data, shown_logits = result["test"], "test", test, test_logits
         log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(shown).items() if k != "n"))
         probabilities.calibrate_test(calibrated, test_logits, r.targets(test), r.multi)

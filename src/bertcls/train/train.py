@@ -324,25 +324,44 @@ def train(
     log.info("training done: %d steps in %.1fs", state["global_step"], state["train_seconds"])
 
     # ---- save: best weights -> the run directory is the model
-    if not accelerator.is_main_process:
-        return {}
+    accelerator.wait_for_everyone()  # rank 0 may still be writing the best weights the others read
     final = accelerator.unwrap_model(model)
-    if (run_dir.best / "model.safetensors").is_file():
+    has_best = (run_dir.best / "model.safetensors").is_file()
+    if has_best:
         from safetensors.torch import load_file
 
         final.load_state_dict(load_file(str(run_dir.best / "model.safetensors")), strict=False)
-    from bertcls.core.report import FinishedRun, finish_run
+    from bertcls.core.report import FinishedRun, finish_run, share_scoring
 
+    finished = FinishedRun(
+        cfg, run_dir, final, tokenizer, splits, labels, state, history, model_path, enc_val
+    )
+    if _same_weights_everywhere(accelerator, has_best):
+        share_scoring(finished)
+        log.info("final scoring: validation and test split across %d processes", accelerator.num_processes)
+    if not accelerator.is_main_process:
+        return {}
     try:
-        result = finish_run(
-            FinishedRun(cfg, run_dir, final, tokenizer, splits, labels, state, history, model_path, enc_val)
-        )
+        result = finish_run(finished)
         tracker.final(result, run_dir.work, state["global_step"])
     except BaseException:
         tracker.close(failed=True)
         raise
     tracker.close()
     return result
+
+
+def _same_weights_everywhere(accelerator, has_best: bool) -> bool:
+    """Whether the ranks of a distributed run may split the final scoring: they all hold the same
+    weights only if all of them could read rank 0's best checkpoint (nodes without a shared file system
+    cannot; rank 0 then scores alone, as a single process would)."""
+    if accelerator.num_processes < 2:
+        return False
+    import torch.distributed as dist
+
+    seen: list = [None] * accelerator.num_processes
+    dist.all_gather_object(seen, has_best)
+    return len(set(seen)) == 1
 
 
 def _save_weights(model, directory: Path) -> None:
