@@ -5,6 +5,7 @@ sentence-transformers embedding and the logistic regression as one linear layer)
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -52,6 +53,8 @@ def test_setfit_run_is_a_standard_run_directory(setfit_run, few):
     ):
         assert (setfit_run / f).is_file(), f
     assert not (setfit_run / "setfit").exists()  # setfit's checkpoint folder is cleaned up
+    # regression: train.log had one line for the whole contrastive phase (tens of minutes on real data)
+    assert re.search(r"setfit step \d+/\d+: contrastive loss \d", (setfit_run / "train.log").read_text())
     meta = json.loads((setfit_run / "bertcls.json").read_text())
     assert meta["architecture"] == "sentence" and meta["pooling"] == "mean"
     assert meta["labels"] == ["negative", "positive"]

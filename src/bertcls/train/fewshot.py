@@ -139,7 +139,10 @@ def train_setfit(setfit, body, cfg: TrainConfig, texts: list[str], targets, work
         logging_steps=cfg.logging_steps,
     )
     trainer = setfit.Trainer(
-        model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": y})
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict({"text": texts, "label": y}),
+        callbacks=[progress_to_log()],
     )
     try:
         trainer.train()
@@ -164,6 +167,20 @@ def train_setfit(setfit, body, cfg: TrainConfig, texts: list[str], targets, work
         len(texts),
     )
     return model, history, pairs
+
+
+def progress_to_log():
+    """setfit draws its progress bar on the terminal only; this writes the contrastive loss to train.log
+    every --logging-steps, so a run of many minutes shows in its log how far it is."""
+    from transformers import TrainerCallback
+
+    class LogProgress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "embedding_loss" in logs:
+                step, total = state.global_step, state.max_steps
+                log.info("setfit step %d/%d: contrastive loss %.4f", step, total, logs["embedding_loss"])
+
+    return LogProgress()
 
 
 def finish(cfg, run_dir, clf, tokenizer, splits, labels, state, history, model_path) -> dict:
