@@ -34,7 +34,6 @@ def calibrate(r: Any) -> dict | None:
     t = calibration.fit_temperature(raw, y, r.multi)
     calibration.bake(r.model, t)
     r.val_logits = raw / t  # what the baked model computes (no second forward pass)
-    r.temperature = t  # logits computed before the bake (report.share_scoring) are divided by it
     before, after = _figures(raw, y, r.multi), _figures(r.val_logits, y, r.multi)
     log.info(
         "temperature %.3f fitted on validation: ECE %.4f -> %.4f, NLL %.4f -> %.4f",

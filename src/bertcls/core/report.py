@@ -19,7 +19,15 @@ from bertcls.core.io import atomic_write_text
 from bertcls.core.models import META_FILE
 from bertcls.core.multilabel import label_priors, learning_checks
 from bertcls.core.rundir import HISTORY_FILE, RunDir, save_model_dir, write_history
-from bertcls.core.scoring import label_summary, label_targets, scalar, score, score_logits, split_scalars
+from bertcls.core.scoring import (
+    label_summary,
+    label_targets,
+    scalar,
+    score,
+    score_logits,
+    split_scalars,
+    text_logits,
+)
 
 log = logging.getLogger("bertcls")
 
@@ -65,9 +73,8 @@ class FinishedRun:
 
     val_logits: np.ndarray | None = None  # validation logits of the final model, once computed
     # test logits computed by every rank of a distributed run (share_scoring), from the weights as
-    # loaded: a --calibrate temperature baked in later divides them (``temperature``)
+    # loaded: a --calibrate temperature baked in later divides them
     test_logits: np.ndarray | None = None
-    temperature: float = 1.0
 
     @property
     def positive(self) -> int | None:
@@ -110,6 +117,12 @@ class FinishedRun:
         )
         return m, self.val_logits
 
+    def test_encodings(self) -> list[dict]:
+        from bertcls.core.longtext import encode_long
+
+        test, cfg = self.splits.test, self.cfg
+        return encode_long(self.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
+
     def targets(self, data) -> np.ndarray:
         """Class ids (-1 = unknown label), or the 0/1 matrix for multi-label."""
         t = label_targets(data, self.labels, self.multi)
@@ -120,30 +133,24 @@ def share_scoring(r: FinishedRun) -> None:
     """A distributed run's final scoring, split across its ranks: every rank calls this (a collective)
     with the final weights loaded, each scores 1/N of validation and test (``batching.sharded_logits``),
     and rank 0's :func:`finish_run` then reports from those logits instead of scoring everything alone."""
-    from bertcls.core.batching import sharded_logits
-    from bertcls.core.longtext import encode_long, pool
-
     cfg, pad = r.cfg, r.tokenizer.pad_token_id
 
     def logits(enc: list[dict], n: int) -> np.ndarray:
-        return pool(sharded_logits(r.model, enc, cfg.eval_batch_size, pad), enc, n, cfg.pooling)
+        return text_logits(r.model, enc, n, cfg.eval_batch_size, pad, cfg.pooling, shard=True)
 
     r.val_logits = logits(r.enc_val, len(r.splits.validation))
-    if (test := r.splits.test) is not None:
-        enc = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
-        r.test_logits = logits(enc, len(test))
+    if r.splits.test is not None:
+        r.test_logits = logits(r.test_encodings(), len(r.splits.test))
 
 
-def _test_scores(r: FinishedRun, thresholds, decision) -> tuple[dict, np.ndarray]:
+def _test_scores(r: FinishedRun, thresholds, decision, temperature: float) -> tuple[dict, np.ndarray]:
     """Test metrics and logits of the final model: from the ranks' shares when a distributed run
-    computed them (:func:`share_scoring`), else scored here."""
-    from bertcls.core.longtext import encode_long
-
-    test, cfg = r.splits.test, r.cfg
+    computed them (:func:`share_scoring`; ``temperature``: the --calibrate one baked in since), else
+    scored here."""
+    test = r.splits.test
     if r.test_logits is None:
-        enc = encode_long(r.tokenizer, test.texts, test.pairs, cfg.max_length, cfg.long_text_spec())
-        return r.score(enc, test, thresholds, decision=decision)
-    logits = r.test_logits / r.temperature
+        return r.score(r.test_encodings(), test, thresholds, decision=decision)
+    logits = r.test_logits / temperature
     t = None if thresholds is None else np.asarray(thresholds)
     return score_logits(logits, test, r.labels, r.multi, t, decision=decision, positive=r.positive), logits
 
@@ -212,7 +219,8 @@ def finish_run(r: FinishedRun) -> dict:
     test_logits = None
     if r.splits.test is not None:
         test = r.splits.test
-        result["test"], test_logits = _test_scores(r, thresholds, decision)
+        temperature = calibrated["temperature"] if calibrated else 1.0
+        result["test"], test_logits = _test_scores(r, thresholds, decision, temperature)
         shown, shown_name, shown_data, shown_logits = result["test"], "test", test, test_logits
         log.info("test: %s", ", ".join(f"{k}={v:.4f}" for k, v in scalar(shown).items() if k != "n"))
         probabilities.calibrate_test(calibrated, test_logits, r.targets(test), r.multi)

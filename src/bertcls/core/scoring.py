@@ -47,12 +47,20 @@ def score(
     ``thresholds`` (default 0.5), or with ``tune`` at thresholds tuned on ``data`` itself, which is what
     the saved model will use when ``data`` is validation (listed under "thresholds"). Rows of ``enc`` that
     are windows of one text (``--long-text chunks``) are pooled into that text's logits."""
+    logits = text_logits(model, enc, len(data), batch_size, pad_id, pooling, shard)
+    return score_logits(logits, data, labels, multi, thresholds, tune, decision, positive), logits
+
+
+def text_logits(
+    model, enc: list[dict], n: int, batch_size: int, pad_id: int, pooling: str = "mean", shard: bool = False
+) -> np.ndarray:
+    """The logits of ``n`` texts from their encodings (windows of one text pooled into its logits);
+    ``shard``: split across the ranks of a distributed run, as in :func:`score`."""
     from bertcls.core.batching import batched_logits, sharded_logits
     from bertcls.core.longtext import pool
 
     raw = (sharded_logits if shard else batched_logits)(model, enc, batch_size, pad_id)
-    logits = pool(raw, enc, len(data), pooling)
-    return score_logits(logits, data, labels, multi, thresholds, tune, decision, positive), logits
+    return pool(raw, enc, n, pooling)
 
 
 def score_logits(
