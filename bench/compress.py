@@ -8,7 +8,7 @@
    int8-student-versus-pipeline ratio.
 
     python bench/compress.py --teacher runs/sst2-minilm-1ep --data ../shared/data/sst2 --seeds 0,1,2 \
-        --extra "--epochs 1"
+        --extra "--epochs 1" --distill-extra "--augment eda:4"
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def main() -> None:
     p.add_argument("--sparsity", default="0.65")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--extra", default="", help="flags for distill and prune (e.g. --epochs 1)")
+    p.add_argument("--distill-extra", default="", help="flags for distill alone (e.g. --augment eda:4)")
     p.add_argument("--runs", default="runs/bench-compress")
+    p.add_argument("--reuse", action="store_true", help="keep runs whose metrics.json exists (resume)")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     data, runs, extra = Path(a.data), Path(a.runs) / Path(a.data).name, a.extra.split()
@@ -81,12 +83,16 @@ def main() -> None:
         accs, secs = [], []
         for k in a.seeds.split(","):
             out = runs / f"{name}-s{k}"
-            secs.append(bertcls("distill", "--teacher", a.teacher, *data_args(data), "--student-layers", a.layers,
-                                "--alpha", alpha, "--seed", k, "--output-dir", str(out), "--overwrite", "--no-baseline", *extra))  # fmt: skip
+            if a.reuse and (out / "metrics.json").is_file():
+                secs.append(None)  # measured by an earlier run of this command
+            else:
+                secs.append(bertcls("distill", "--teacher", a.teacher, *data_args(data), "--student-layers", a.layers,
+                                "--alpha", alpha, "--seed", k, "--output-dir", str(out), "--overwrite", "--no-baseline", *extra, *a.distill_extra.split()))  # fmt: skip
             accs.append(test_accuracy(out))
         result[name] = {"test_accuracy": mean_std(accs), "per_seed": accs, "seconds": secs}
     pruned = runs / "pruned"
-    result["pruned"] = {"seconds": bertcls("prune", "--source", a.teacher, *data_args(data), "--target-sparsity", a.sparsity,
+    reused = a.reuse and (pruned / "metrics.json").is_file()
+    result["pruned"] = {"seconds": None if reused else bertcls("prune", "--source", a.teacher, *data_args(data), "--target-sparsity", a.sparsity,
                                            "--output-dir", str(pruned), "--overwrite", "--no-baseline", *extra)}  # fmt: skip
     result["pruned"] |= json.loads((pruned / "bertcls.json").read_text())["pruning"] | {
         "test_accuracy": test_accuracy(pruned)

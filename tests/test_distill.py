@@ -174,3 +174,19 @@ def test_preset_student_follows_the_seed(trained_tiny, sentiment_files, tmp_path
         assert main([*args, "--epochs", "1"]) == 0
         weights.append((out / "model.safetensors").read_bytes())
     assert weights[0] == weights[1]
+
+
+def test_augmented_transfer_set_and_labels_alone(trained_tiny, sentiment_files, tmp_path):
+    """--augment while distilling: the new texts join the transfer set (the teacher scores them too); with
+    --alpha 0 (the labels alone, distillation's baseline) the teacher's pass is skipped."""
+    n_train = sum(1 for _ in open(sentiment_files["train"], encoding="utf-8")) - 1
+    for alpha in ("0.5", "0"):
+        out = tmp_path / f"alpha{alpha}"
+        args = distill_args(trained_tiny, sentiment_files, out, "--student-layers", "1", "--alpha", alpha)
+        assert main([*args, "--epochs", "1", "--augment", "eda:1", "--no-baseline"]) == 0
+        log = (out / "train.log").read_text()
+        if alpha == "0":
+            assert "the teacher is not run" in log and "teacher logits for" not in log, log
+        else:
+            rows = int(log.split("teacher logits for ")[1].split()[0])
+            assert n_train < rows <= 2 * n_train, log

@@ -135,8 +135,12 @@ class Distillation:
             e["labels"] = np.zeros(width, np.float32) if self.cfg.multi_label else 0
             e["labeled"] = False
         rows = enc_train + extra
-        log.info("teacher logits for %d transfer rows (%d unlabelled)", len(rows), len(extra))
-        logits = batched_logits(self.teacher, rows, self.cfg.eval_batch_size, tokenizer.pad_token_id)
+        if self.cfg.alpha == 0:  # the loss multiplies the soft targets by 0: spare the teacher's pass
+            log.info("--alpha 0: the student learns from the labels alone; the teacher is not run")
+            logits = np.zeros((len(rows), width), np.float32)
+        else:
+            log.info("teacher logits for %d transfer rows (%d unlabelled)", len(rows), len(extra))
+            logits = batched_logits(self.teacher, rows, self.cfg.eval_batch_size, tokenizer.pad_token_id)
         for e, z in zip(rows, logits):
             e["teacher"] = z.astype(np.float32)
             e.setdefault("labeled", True)
