@@ -180,3 +180,13 @@ def test_setfit_pairs_default_to_the_papers_20_per_text():
     assert TrainConfig(train_file="t.csv").setfit_iterations == 20
     cfg = from_dict(TrainConfig, {"train_file": "t.csv", "setfit_iterations": "none"}, source="test")
     assert cfg.setfit_iterations is None
+
+
+def test_precision_can_change_within_one_process():
+    """Regression: accelerate keeps one precision per process, so a setfit run (fp32) after a bf16 `train`
+    in the same Python session failed with "AcceleratorState has already been initialized"."""
+    from bertcls.core.runtime import make_accelerator
+
+    assert make_accelerator("bf16").mixed_precision == "bf16"
+    assert make_accelerator("no").mixed_precision == "no"
+    assert make_accelerator("bf16").mixed_precision == "bf16"

@@ -373,3 +373,25 @@ def test_a_nan_loss_stops_training_and_keeps_the_earlier_result(
     )
     assert "--precision fp32" in last, last
     assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_bf16_run_reports_what_evaluate_measures(tiny_bert, sentiment_files, tmp_path):
+    """Regression: a bf16 run scored its final test set through accelerate's autocast wrapper, so
+    metrics.json (bf16 logits, tied probabilities) disagreed with `bertcls evaluate` of the saved fp32
+    weights (test PR-AUC off by 0.11 under torchrun on a CPU with fast bf16)."""
+    out = tmp_path / "bf16"
+    assert main(train_args(tiny_bert, sentiment_files, out, "--precision", "bf16", "--no-baseline")) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["train"]["precision"] == "bf16"
+    args = [
+        "evaluate",
+        str(out),
+        "--file",
+        str(sentiment_files["test"]),
+        "--output-dir",
+        str(tmp_path / "ev"),
+    ]
+    assert main(args) == 0
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("accuracy", "ece", "pr_auc", "roc_auc"):
+        assert abs(ev[key] - m["test"][key]) < 1e-6, (key, ev[key], m["test"][key])

@@ -49,11 +49,18 @@ def resolve_precision(precision: str) -> str:
 def make_accelerator(precision: str, gradient_accumulation_steps: int = 1):
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
+    mixed = resolve_precision(precision)
+    # accelerate keeps one precision per process and refuses another: a bf16 `train` followed by a setfit
+    # run (always fp32) in one Python session crashed on CPUs with fast bf16. Forget the earlier run's
+    # precision; the process group (PartialState) is kept.
+    if AcceleratorState._shared_state.get("_mixed_precision", mixed) != mixed:
+        AcceleratorState._reset_state()
     # We accumulate by hand (no_sync + explicit step) so accelerate is told 1 here. cpu=True without a GPU
     # is what lets accelerate see torchrun/`accelerate launch` variables and start gloo data-parallel.
     return Accelerator(
-        mixed_precision=resolve_precision(precision),
+        mixed_precision=mixed,
         gradient_accumulation_steps=1,
         cpu=not torch.cuda.is_available(),
     )
