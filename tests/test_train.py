@@ -338,20 +338,16 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     # the final test scoring is split across the ranks too; it must equal one process scoring the saved
     # model on the whole test file
     assert "final scoring: validation and test split across 2 processes" in log
-    single = main(
-        [
-            "evaluate",
-            str(out),
-            "--file",
-            str(sentiment_files["test"]),
-            "--output-dir",
-            str(tmp_path / "ev"),
-        ]
-    )
-    assert single == 0
-    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    for key in ("accuracy", "ece", "pr_auc", "roc_auc"):  # ECE: sensitive to every probability
-        assert abs(ev[key] - m["test"][key]) < 1e-5, key
+    assert_test_equals_evaluate(out, sentiment_files["test"], tmp_path / "ev", m, 1e-5)
+
+
+def assert_test_equals_evaluate(run, test_file, ev_dir, m: dict, tol: float) -> None:
+    """The run's own test figures equal `bertcls evaluate` of the saved model (ECE: sensitive to every
+    probability)."""
+    assert main(["evaluate", str(run), "--file", str(test_file), "--output-dir", str(ev_dir)]) == 0
+    ev = json.loads((ev_dir / "metrics.json").read_text())
+    for key in ("accuracy", "ece", "pr_auc", "roc_auc"):
+        assert abs(ev[key] - m["test"][key]) < tol, (key, ev[key], m["test"][key])
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_earlier_result(
@@ -383,15 +379,4 @@ def test_bf16_run_reports_what_evaluate_measures(tiny_bert, sentiment_files, tmp
     assert main(train_args(tiny_bert, sentiment_files, out, "--precision", "bf16", "--no-baseline")) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["train"]["precision"] == "bf16"
-    args = [
-        "evaluate",
-        str(out),
-        "--file",
-        str(sentiment_files["test"]),
-        "--output-dir",
-        str(tmp_path / "ev"),
-    ]
-    assert main(args) == 0
-    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    for key in ("accuracy", "ece", "pr_auc", "roc_auc"):
-        assert abs(ev[key] - m["test"][key]) < 1e-6, (key, ev[key], m["test"][key])
+    assert_test_equals_evaluate(out, sentiment_files["test"], tmp_path / "ev", m, 1e-6)
