@@ -74,6 +74,10 @@ def main() -> None:
     p.add_argument("--out", default=None)
     a = p.parse_args()
     data, runs, extra = Path(a.data), Path(a.runs) / Path(a.data).name, a.extra.split()
+
+    def reused(run: Path) -> bool:  # --reuse: an earlier run of this command already measured it
+        return a.reuse and (run / "metrics.json").is_file()
+
     result: dict = {
         "command": " ".join(sys.argv),
         "teacher": a.teacher,
@@ -83,16 +87,15 @@ def main() -> None:
         accs, secs = [], []
         for k in a.seeds.split(","):
             out = runs / f"{name}-s{k}"
-            if a.reuse and (out / "metrics.json").is_file():
-                secs.append(None)  # measured by an earlier run of this command
+            if reused(out):
+                secs.append(None)
             else:
                 secs.append(bertcls("distill", "--teacher", a.teacher, *data_args(data), "--student-layers", a.layers,
                                 "--alpha", alpha, "--seed", k, "--output-dir", str(out), "--overwrite", "--no-baseline", *extra, *a.distill_extra.split()))  # fmt: skip
             accs.append(test_accuracy(out))
         result[name] = {"test_accuracy": mean_std(accs), "per_seed": accs, "seconds": secs}
     pruned = runs / "pruned"
-    reused = a.reuse and (pruned / "metrics.json").is_file()
-    result["pruned"] = {"seconds": None if reused else bertcls("prune", "--source", a.teacher, *data_args(data), "--target-sparsity", a.sparsity,
+    result["pruned"] = {"seconds": None if reused(pruned) else bertcls("prune", "--source", a.teacher, *data_args(data), "--target-sparsity", a.sparsity,
                                            "--output-dir", str(pruned), "--overwrite", "--no-baseline", *extra)}  # fmt: skip
     result["pruned"] |= json.loads((pruned / "bertcls.json").read_text())["pruning"] | {
         "test_accuracy": test_accuracy(pruned)
