@@ -2,6 +2,8 @@
 
 1. distil a 3-layer student (`bertcls distill --student-layers 0,2,4`) over seeds, and the same student
    architecture and initialisation trained on the labels alone (`--alpha 0`: same data, same epochs);
+   with `--layer-match "--hidden-weight 10 --attention-weight 1"` also the student distilled with
+   TinyBERT's intermediate-layer loss (variant `layer_matched`);
 2. prune the teacher's feed-forward neurons (`bertcls prune --target-sparsity S`) with recovery;
 3. `bertcls compress report TEACHER STUDENT PRUNED --max-drop 1.0` (PyTorch fp32, ONNX fp32, ONNX int8);
 4. `transformers.pipeline` on the teacher (batch 32, 2 threads, tokenisation included) for the
@@ -69,6 +71,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--extra", default="", help="flags for distill and prune (e.g. --epochs 1)")
     p.add_argument("--distill-extra", default="", help="flags for distill alone (e.g. --augment eda:4)")
+    p.add_argument(
+        "--layer-match", default="", help="flags for a third, layer-matched variant (e.g. --hidden-weight 10)"
+    )
     p.add_argument("--runs", default="runs/bench-compress")
     p.add_argument("--reuse", action="store_true", help="keep runs whose metrics.json exists (resume)")
     p.add_argument("--out", default=None)
@@ -83,7 +88,10 @@ def main() -> None:
         "teacher": a.teacher,
         "teacher_test_accuracy": test_accuracy(Path(a.teacher)),
     }
-    for name, alpha in (("distilled", "0.5"), ("labels_only", "0")):
+    variants = [("distilled", "0.5", []), ("labels_only", "0", [])]
+    if a.layer_match:
+        variants.append(("layer_matched", "0.5", a.layer_match.split()))
+    for name, alpha, match in variants:
         accs, secs = [], []
         for k in a.seeds.split(","):
             out = runs / f"{name}-s{k}"
@@ -91,7 +99,7 @@ def main() -> None:
                 secs.append(None)
             else:
                 secs.append(bertcls("distill", "--teacher", a.teacher, *data_args(data), "--student-layers", a.layers,
-                                "--alpha", alpha, "--seed", k, "--output-dir", str(out), "--overwrite", "--no-baseline", *extra, *a.distill_extra.split()))  # fmt: skip
+                                "--alpha", alpha, "--seed", k, "--output-dir", str(out), "--overwrite", "--no-baseline", *extra, *a.distill_extra.split(), *match))  # fmt: skip
             accs.append(test_accuracy(out))
         result[name] = {"test_accuracy": mean_std(accs), "per_seed": accs, "seconds": secs}
     pruned = runs / "pruned"
@@ -112,7 +120,7 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=2))
     t = result["teacher_test_accuracy"]
     print(f"teacher {t:.4f}")
-    for name in ("distilled", "labels_only"):
+    for name in [v[0] for v in variants]:
         m, sd = result[name]["test_accuracy"]
         print(f"{name:<12} {m:.4f} +- {sd:.4f} ({m - t:+.4f})")
     print(

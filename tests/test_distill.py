@@ -190,3 +190,103 @@ def test_augmented_transfer_set_and_labels_alone(trained_tiny, sentiment_files, 
         else:
             rows = int(log.split("teacher logits for ")[1].split()[0])
             assert n_train < rows <= 2 * n_train, log
+
+
+# ------------------------------------------------------------------- intermediate layers (TinyBERT)
+def test_uniform_layer_map():
+    from bertcls.compress.layer_match import uniform_map
+
+    assert uniform_map(3, 6) == [1, 3, 5] and uniform_map(4, 12) == [2, 5, 8, 11] and uniform_map(2, 2) == [0, 1]
+
+
+def test_layer_loss_is_zero_for_the_teacher_itself_and_grows_with_change():
+    """The loss compares the right tensors: a student identical to the teacher scores exactly 0 on
+    hidden states and attention scores; perturbing one query projection makes only attention non-zero."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from bertcls.compress.layer_match import LayerMatch
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # fmt: skip
+    teacher = BertForSequenceClassification(cfg).eval()
+    student = BertForSequenceClassification(cfg).train()
+    student.load_state_dict(teacher.state_dict())
+    match = LayerMatch(teacher, student, [0, 1], hidden_weight=1.0, attention_weight=1.0)
+    batch = {"input_ids": torch.randint(1, 50, (3, 7)), "attention_mask": torch.ones(3, 7, dtype=torch.long)}
+    batch["attention_mask"][0, 4:] = 0  # padding must not count
+    assert match.loss(student(**batch, **match.forward_kwargs), batch).item() == 0.0
+    with torch.no_grad():
+        student.bert.encoder.layer[1].attention.self.query.weight.mul_(3.0)
+    only_attention = LayerMatch(teacher, student, [0, 1], hidden_weight=0.0, attention_weight=1.0)
+    assert only_attention.loss(student(**batch), batch).item() > 0
+
+
+def layer_distances(teacher_dir, student_dir, texts, layer_map):
+    """(hidden-state MSE, attention-score MSE) of a student against its teacher over its mapped layers."""
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.compress.layer_match import LayerMatch
+    from bertcls.core.models import load_tokenizer
+
+    teacher = AutoModelForSequenceClassification.from_pretrained(teacher_dir).eval()
+    student = AutoModelForSequenceClassification.from_pretrained(student_dir)
+    student.config.hidden_dropout_prob = 0.0
+    for m in student.modules():  # training mode (the recorder's cue) without dropout
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    batch = dict(load_tokenizer(teacher_dir)(texts, padding=True, return_tensors="pt"))
+    out = []
+    for hw, aw in ((1.0, 0.0), (0.0, 1.0)):
+        match = LayerMatch(teacher, student.train(), layer_map, hw, aw)
+        with torch.no_grad():
+            out.append(match.loss(student(**batch, **match.forward_kwargs), batch).item())
+    return out
+
+
+def test_hidden_and_attention_matching_pull_the_student_towards_its_teacher_layers(
+    trained_tiny, sentiment_files, tmp_path
+):
+    """distill --hidden-weight / --attention-weight: the student copied from teacher layer 1 ends closer to
+    that layer's hidden states and attention scores than the same run without them, and saves as a
+    plain classifier."""
+    from transformers import AutoModelForSequenceClassification
+
+    texts = [r["text"] for r in sentiment_rows(40, seed=1)]
+    dist = {}
+    for name, extra in (("plain", []), ("matched", ["--hidden-weight", "5", "--attention-weight", "5"])):
+        out = tmp_path / name
+        args = distill_args(trained_tiny, sentiment_files, out, "--student-layers", "1", "--seed", "0")
+        assert main([*args, "--epochs", "2", "--no-baseline", *extra]) == 0
+        dist[name] = layer_distances(trained_tiny, out, texts, [1])
+    assert dist["matched"][0] < 0.5 * dist["plain"][0], dist
+    assert dist["matched"][1] < 0.5 * dist["plain"][1], dist
+    log = (tmp_path / "matched" / "train.log").read_text()
+    assert "student layer j <- teacher layer [1] (hidden 5.0, attention 5.0)" in log
+    meta = json.loads((tmp_path / "matched" / "bertcls.json").read_text())["distillation"]
+    assert (meta["hidden_weight"], meta["attention_weight"]) == (5.0, 5.0)
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "matched")
+    assert model.config.num_hidden_layers == 1 and not model.bert.encoder.layer[0].attention.self.query._forward_hooks
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--student-preset", "tiny", "--hidden-weight", "1"],
+         "--hidden-weight=1.0: the student's hidden size (128) differs from the teacher's (32)"),
+        (["--student-preset", "tiny", "--attention-weight", "1"],
+         "--attention-weight=1.0: the student has 2 attention heads, the teacher 2"),
+        (["--hidden-weight", "-1"], "--hidden-weight=-1.0 is invalid: must be >= 0"),
+    ],
+)  # fmt: skip
+def test_layer_matching_refuses_shapes_that_do_not_allow_it(
+    trained_tiny, sentiment_files, tmp_path, capsys, extra, message
+):
+    out = tmp_path / "bad"
+    code = main(distill_args(trained_tiny, sentiment_files, out, *extra))
+    err = capsys.readouterr().err
+    if "heads" in message:  # the tiny preset has 2 heads like the fixture teacher: matching is allowed
+        assert code == 0, err
+        return
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not out.exists()

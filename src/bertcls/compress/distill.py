@@ -46,6 +46,10 @@ class DistillConfig(TrainConfig):
     """Weight of the soft-target loss; 1 - alpha goes to the loss on the true labels."""
     unlabeled_file: str | None = None
     """Extra in-domain texts (one column --text-column, or one text per line in .txt) for the transfer set: soft targets only."""
+    hidden_weight: float = 0.0
+    """TinyBERT's hidden-state loss weight: MSE between each student layer's output and its teacher layer's (0: off; needs equal hidden sizes; runs the teacher on every batch)."""
+    attention_weight: float = 0.0
+    """TinyBERT's attention loss weight: MSE between each student layer's attention scores and its teacher layer's (0: off; needs equal head counts)."""
 
     def __post_init__(self) -> None:
         require(
@@ -60,6 +64,10 @@ class DistillConfig(TrainConfig):
         )
         require(self.temperature > 0, "temperature", self.temperature, "must be > 0")
         require(0 <= self.alpha <= 1, "alpha", self.alpha, "must be in [0, 1]")
+        require(self.hidden_weight >= 0, "hidden_weight", self.hidden_weight, "must be >= 0 (0: off)")
+        require(
+            self.attention_weight >= 0, "attention_weight", self.attention_weight, "must be >= 0 (0: off)"
+        )
         require(not self.resume, "resume", self.resume, RESUME_HINT)
         # the student learns by fine-tuning on soft targets; setfit would silently drop the teacher
         require(self.method == "finetune", "method", self.method, "distill fine-tunes the student")
@@ -109,10 +117,31 @@ class DistillLoss(torch.nn.Module):
 
 
 class Distillation:
-    """What `train` needs to distil: the teacher's logits on every training row, unlabelled rows, the loss."""
+    """What `train` needs to distil: the teacher's logits on every training row, unlabelled rows, the loss;
+    with ``layer_map`` (student layer j stands for teacher layer layer_map[j]) and a hidden or attention
+    weight, also TinyBERT's intermediate-layer loss (``attach`` the student, then ``layer_loss`` per batch)."""
 
-    def __init__(self, cfg: DistillConfig, teacher, unlabeled: list[str]):
-        self.cfg, self.teacher, self.unlabeled = cfg, teacher, unlabeled
+    def __init__(self, cfg: DistillConfig, teacher, unlabeled: list[str], layer_map: list[int] | None = None):
+        self.cfg, self.teacher, self.unlabeled, self.layer_map = cfg, teacher, unlabeled, layer_map
+        self.match = None
+
+    def attach(self, student) -> None:
+        """Before the loop: hooks on the student (and teacher) for the intermediate-layer loss, if asked."""
+        from bertcls.compress.layer_match import LayerMatch
+
+        hw, aw = getattr(self.cfg, "hidden_weight", 0.0), getattr(self.cfg, "attention_weight", 0.0)
+        if self.layer_map is not None and (hw > 0 or aw > 0):
+            self.match = LayerMatch(self.teacher, student, self.layer_map, hw, aw)
+            log.info("intermediate layers: student layer j <- teacher layer %s (hidden %s, attention %s)",
+                     self.layer_map, hw, aw)  # fmt: skip
+
+    @property
+    def forward_kwargs(self) -> dict:
+        return self.match.forward_kwargs if self.match is not None else {}
+
+    def layer_loss(self, student_out, batch: dict):
+        """The weighted intermediate-layer loss of this batch (0 when not asked for)."""
+        return self.match.loss(student_out, batch) if self.match is not None else 0.0
 
     def annotate(self, enc_train: list[dict], tokenizer, labels: list[str]) -> list[dict]:
         from bertcls.core.batching import batched_logits
@@ -173,13 +202,13 @@ def run(cfg: DistillConfig) -> dict:
     torch.manual_seed(cfg.seed)  # a preset student's random weights follow --seed, not what ran before
     with tempfile.TemporaryDirectory(prefix="bertcls-student-") as tmp:
         init = Path(tmp)
+        n, layers = teacher.config.num_hidden_layers, None
         if cfg.student:
             students.check_same_vocabulary(cfg.teacher, cfg.student)
             init, how = Path(cfg.student), f"local model {cfg.student}"
         elif cfg.student_preset:
             how = students.from_preset(teacher, cfg.student_preset, init)
         else:
-            n = teacher.config.num_hidden_layers
             layers = students.parse_layers(cfg.student_layers or ",".join(map(str, range(0, n, 2))), n)
             how = students.from_teacher_layers(teacher, layers, init)
         if init == Path(tmp):
@@ -187,12 +216,29 @@ def run(cfg: DistillConfig) -> dict:
 
             load_tokenizer(cfg.teacher).save_pretrained(init)
         log.info("student: %s; teacher %s", how, cfg.teacher)
+        layer_map = match_layers(cfg, teacher, init, layers)
         # ---- loop: train's, with the teacher's soft targets
         train_cfg = train_config(cfg, model=str(init))
         with restart_hint("distill"):
-            result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled))
+            result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled, layer_map))
     # ---- save: the teacher beside the student, in bertcls.json and the card
     return record(cfg, result, how, meta)
+
+
+def match_layers(
+    cfg: DistillConfig, teacher, student_dir: Path, layers: list[int] | None
+) -> list[int] | None:
+    """With --hidden-weight or --attention-weight: the teacher layer each student layer stands for (the
+    layers it was copied from, else TinyBERT's uniform map), after checking the shapes allow matching."""
+    if not (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
+        return None
+    from transformers import AutoConfig
+
+    from bertcls.compress.layer_match import check_shapes, uniform_map
+
+    student = AutoConfig.from_pretrained(student_dir)
+    check_shapes(teacher.config, student, cfg.hidden_weight, cfg.attention_weight)
+    return layers or uniform_map(student.num_hidden_layers, teacher.config.num_hidden_layers)
 
 
 def read_unlabeled(cfg: DistillConfig) -> list[str]:
@@ -218,6 +264,7 @@ def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:
     save_yaml(cfg, out / "distill_config.yaml")
     teacher_metrics = (meta or {}).get("metrics", {})
     info = {"teacher": str(cfg.teacher), "student": how, "temperature": cfg.temperature, "alpha": cfg.alpha,
+            "hidden_weight": cfg.hidden_weight, "attention_weight": cfg.attention_weight,
             "unlabeled_texts": bool(cfg.unlabeled_file), "teacher_metrics": teacher_metrics}  # fmt: skip
     bj = out / "bertcls.json"
     atomic_write_text(

@@ -65,8 +65,10 @@ def run(cfg: TrainConfig, on_eval=None, distill=None) -> dict:
     check_label_options(cfg, labels, model)
     tracking.check_installed(cfg.report_to)
     accelerator = make_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
-    # cls_only: the last layer computes [CLS] alone, the only position the classifier reads (exact)
-    with rundir.session(run_dir, cfg, accelerator), cls_only(model):
+    # cls_only: the last layer computes [CLS] alone, the only position the classifier reads (exact);
+    # not when distillation matches every position of the student's layers to the teacher's
+    layers_matched = distill is not None and distill.layer_map is not None
+    with rundir.session(run_dir, cfg, accelerator), cls_only(model, enabled=not layers_matched):
         result = train(
             cfg, run_dir, accelerator, model, tokenizer, splits, labels, model_path, on_eval, distill
         )
@@ -134,6 +136,9 @@ def train(
     head_lr = cfg.learning_rate * cfg.head_lr_multiplier if cfg.head_lr_multiplier != 1 else None
     optimizer = adamw(rundir.param_groups(model, cfg.weight_decay, head_lr), cfg.learning_rate)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if distill is not None:  # hooks for the intermediate-layer loss, when asked for
+        distill.attach(accelerator.unwrap_model(model))
+    forward_kwargs = distill.forward_kwargs if distill is not None else {}
     log.info(
         "%d process(es) on %s, precision %s, %d batches per epoch per process",
         accelerator.num_processes,
@@ -266,8 +271,10 @@ def train(
                 last = state["batches_done"] + micro + 1 >= len(loader)
                 boundary = (micro + 1) % cfg.gradient_accumulation_steps == 0 or last
                 with nullcontext() if boundary else accelerator.no_sync(model), accelerator.autocast():
-                    logits = model(**batch).logits
-                    loss = loss_fn(logits.float(), labels_t, **soft)
+                    outputs = model(**batch, **forward_kwargs)
+                    loss = loss_fn(outputs.logits.float(), labels_t, **soft)
+                    if distill is not None:
+                        loss = loss + distill.layer_loss(outputs, batch)
                 accelerator.backward(loss / cfg.gradient_accumulation_steps)
                 micro += 1
                 value = loss.item()
