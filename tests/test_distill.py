@@ -196,7 +196,9 @@ def test_augmented_transfer_set_and_labels_alone(trained_tiny, sentiment_files, 
 def test_uniform_layer_map():
     from bertcls.compress.layer_match import uniform_map
 
-    assert uniform_map(3, 6) == [1, 3, 5] and uniform_map(4, 12) == [2, 5, 8, 11] and uniform_map(2, 2) == [0, 1]
+    assert (
+        uniform_map(3, 6) == [1, 3, 5] and uniform_map(4, 12) == [2, 5, 8, 11] and uniform_map(2, 2) == [0, 1]
+    )
 
 
 def test_layer_loss_is_zero_for_the_teacher_itself_and_grows_with_change():
@@ -266,7 +268,10 @@ def test_hidden_and_attention_matching_pull_the_student_towards_its_teacher_laye
     meta = json.loads((tmp_path / "matched" / "bertcls.json").read_text())["distillation"]
     assert (meta["hidden_weight"], meta["attention_weight"]) == (5.0, 5.0)
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "matched")
-    assert model.config.num_hidden_layers == 1 and not model.bert.encoder.layer[0].attention.self.query._forward_hooks
+    assert (
+        model.config.num_hidden_layers == 1
+        and not model.bert.encoder.layer[0].attention.self.query._forward_hooks
+    )
 
 
 @pytest.mark.parametrize(

@@ -265,7 +265,8 @@ def run(cfg: ExportConfig) -> dict:
                     attempts.append({"graph": kind, "parity": None, "problems": [problem]})
                     notes.append(f"{problem} on the {kind} graph")
                     continue
-            onnx_model = OnnxModel.from_file(final, cfg.threads)
+            # as it will run: a dynamic int8 export per text (onnx_backend.OnnxModel)
+            onnx_model = OnnxModel.from_file(final, cfg.threads, {"quantize": cfg.quantize})
             parity = compare(reference, onnx_model.logits(encodings, check_batch, pad_id), clf)
             problems = verdict(parity, cfg)
             attempts.append({"graph": kind, "parity": parity, "problems": problems})

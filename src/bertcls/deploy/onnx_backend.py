@@ -92,12 +92,22 @@ def session_options(threads: int | None):
 
 
 class OnnxModel:
-    """An onnxruntime session over an exported classifier; ``logits`` mirrors ``batching.batched_logits``."""
+    """An onnxruntime session over an exported classifier; ``logits`` mirrors ``batching.batched_logits``.
 
-    def __init__(self, session: Any, path: Path, report: dict | None = None):
+    Dynamic int8 exports run one text per call (``per_text``). onnxruntime's dynamic quantization takes
+    each matrix product's activation scale from the whole input, padding included, so in a batch a text's
+    score depends on the texts batched with it: measured on SST-2 with the MiniLM int8 export, 1,910 of
+    200,000 labels differed between two ways of cutting the same rows into batches. Alone, a text always
+    gets the same score, and the cores stay busy by running ``workers`` texts at once on one-thread
+    sessions: 1-thread batch-1 calls ran at 87% of 1-thread batches of 32 (698 against 798 texts/s), and
+    two workers match one session with 2 threads on batches."""
+
+    def __init__(self, session: Any, path: Path, report: dict | None = None, workers: int = 0):
         self.session = session
         self.path = path
         self.report = report or {}
+        self.workers = workers  # > 0: per-text mode with this many concurrent calls
+        self._pool = None
         self.input_names = [i.name for i in session.get_inputs()]
         missing = {"input_ids", "attention_mask"} - set(self.input_names)
         if missing:
@@ -146,9 +156,15 @@ class OnnxModel:
         report: dict | None = None,
         hint: str = "bertcls export MODEL_DIR --format onnx",
     ) -> OnnxModel:
-        """A session over one ``.onnx`` file (CPU execution provider)."""
+        """A session over one ``.onnx`` file (CPU execution provider); a dynamic int8 one (``report``
+        says) runs per text, ``threads`` texts at once."""
         ort = import_onnxruntime()
         file = Path(file)
+        workers = 0
+        if (report or {}).get("quantize") == "int8":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            workers = int(threads or cores or 1)
+            threads = 1
         try:
             session = ort.InferenceSession(
                 str(file), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
@@ -158,7 +174,7 @@ class OnnxModel:
             raise UserError(
                 f"{file}: onnxruntime cannot load it ({first}); re-create it with: {hint}"
             ) from None
-        return cls(session, file.parent, report)
+        return cls(session, file.parent, report, workers)
 
     def run(
         self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray
@@ -176,6 +192,8 @@ class OnnxModel:
 
         if not encodings:
             return np.zeros((0, self.num_labels), dtype=np.float32)
+        if self.workers:
+            return self._per_text(encodings)
         out: np.ndarray | None = None
         for idx in sorted_batches([len(e["input_ids"]) for e in encodings], batch_size=batch_size):
             rows = [encodings[i] for i in idx]
@@ -194,6 +212,21 @@ class OnnxModel:
             out[idx] = logits
         assert out is not None
         return out
+
+    def _per_text(self, encodings: list[dict]) -> np.ndarray:
+        """Each text in its own call (no padding, no batch-mates), ``workers`` calls at once: onnxruntime
+        releases the GIL while it computes."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bertcls-onnx")
+
+        def one(e: dict) -> np.ndarray:
+            ids = np.asarray([e["input_ids"]], dtype=np.int64)
+            tt = np.asarray([e.get("token_type_ids") or [0] * ids.shape[1]], dtype=np.int64)
+            return self.run(ids, np.ones_like(ids), tt)[0]
+
+        return np.stack(list(self._pool.map(one, encodings))).astype(np.float32)
 
     def __repr__(self) -> str:
         return (
