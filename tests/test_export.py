@@ -49,7 +49,9 @@ def test_export_files_report_and_dynamic_axes(fp32_export, model_copy):
     assert {p.name for p in fp32_export.iterdir()} == {"model.onnx", "export_report.json"}
     report = json.loads((fp32_export / "export_report.json").read_text())
     parity = report["parity"]
-    assert parity["n"] == 64 and parity["max_abs_diff"] <= 1e-3 and parity["agreement"] == 1.0
+    # the run's own validation texts (40 here) and 16 generated ones of every length
+    assert parity["samples"].endswith("dev.csv and 16 generated from the vocabulary"), parity["samples"]
+    assert parity["n"] == 40 + 16 and parity["max_abs_diff"] <= 1e-3 and parity["agreement"] == 1.0
     assert parity["tokens_max"] > parity["tokens_min"]  # varied lengths, padding exercised
     assert report["quantize"] == "none" and report["labels"] == ["negative", "positive"]
     assert report["weights"]["sha256"] and len(report["weights"]["sha256"]) == 64

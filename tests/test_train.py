@@ -304,7 +304,9 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     import sys
 
     out = tmp_path / "ddp"
-    args = train_args(tiny_bert, sentiment_files, out, "--epochs", "1")
+    # --calibrate temperature: the temperature is fitted on the ranks' gathered validation logits and the
+    # shared test logits are divided by it; the test figures below must still equal `bertcls evaluate`'s
+    args = train_args(tiny_bert, sentiment_files, out, "--epochs", "1", "--calibrate", "temperature")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(
         [
@@ -340,6 +342,7 @@ def test_torchrun_data_parallel(tmp_path, tiny_bert, sentiment_files):
     # the final test scoring is split across the ranks too; it must equal one process scoring the saved
     # model on the whole test file
     assert "final scoring: validation and test split across 2 processes" in log
+    assert m["calibration"]["temperature"] > 0 and m["calibration"]["temperature"] != 1.0
     assert_test_equals_evaluate(out, sentiment_files["test"], tmp_path / "ev", m, 1e-5)
 
 

@@ -140,7 +140,11 @@ def _load(model_dir: str, runtime: str, exports: Path, cfg):
         log.info("exporting %s (%s) into the report", model_dir, runtime)
         export.run(
             export.ExportConfig(
-                model_dir=model_dir, quantize=quant, output_dir=str(where), threads=cfg.threads
+                model_dir=model_dir,
+                quantize=quant,
+                output_dir=str(where),
+                threads=cfg.threads,
+                sample_file=cfg.test_file,  # the parity check on the texts the report scores
             )
         )
         clf = TextClassifier.from_pretrained(

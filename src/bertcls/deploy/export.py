@@ -150,14 +150,44 @@ def file_texts(path: str, meta: dict, n: int) -> tuple[list[str], list[str] | No
 
 
 def sample_inputs(cfg: ExportConfig, clf: Any) -> tuple[list[str], list[str] | None, str]:
+    """--sample-file; else the texts the model's run was validated (or trained) on, when that file is
+    still where the run recorded it, plus a quarter generated texts of every length (padding and
+    truncation); else texts generated from the vocabulary. Real texts first because strings of random
+    words sit near any classifier's decision boundary: on them int8's label agreement with PyTorch is
+    noise (SST-2's MiniLM: 93.8-95.3% on 64 generated texts, 98.9% on the test set)."""
     if cfg.sample_file:
         texts, pairs = file_texts(cfg.sample_file, clf.meta, cfg.num_samples)
         return texts, pairs, cfg.sample_file
-    texts = vocab_texts(clf.tokenizer, cfg.num_samples, clf.max_length, cfg.seed)
-    pairs = None
-    if clf.meta.get("text_pair_column"):  # a pair model: check the second segment too
-        pairs = vocab_texts(clf.tokenizer, cfg.num_samples, max(clf.max_length // 2, 1), cfg.seed + 1)
-    return texts, pairs, "generated from the vocabulary"
+    generated = cfg.num_samples
+    real = recorded_data_file(cfg.model_dir)
+    texts: list[str] = []
+    pairs: list[str] | None = [] if clf.meta.get("text_pair_column") else None
+    if real:
+        generated = max(2, cfg.num_samples // 4)
+        texts, pairs = file_texts(real, clf.meta, cfg.num_samples - generated)
+    texts = texts + vocab_texts(clf.tokenizer, generated, clf.max_length, cfg.seed)
+    if pairs is not None:  # a pair model: check the second segment too
+        pairs = pairs + vocab_texts(clf.tokenizer, generated, max(clf.max_length // 2, 1), cfg.seed + 1)
+    source = (
+        f"{real} and {generated} generated from the vocabulary" if real else "generated from the vocabulary"
+    )
+    return texts, pairs, source
+
+
+def recorded_data_file(model_dir: str) -> str | None:
+    """The validation (else training) file the model's run_config.yaml records, if it is still there."""
+    import yaml
+
+    run_cfg = Path(model_dir) / "run_config.yaml"
+    try:
+        recorded = yaml.safe_load(run_cfg.read_text(encoding="utf-8")) if run_cfg.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    for key in ("validation_file", "train_file"):
+        f = (recorded or {}).get(key)
+        if f and Path(f).is_file():
+            return str(f)
+    return None
 
 
 # ---- parity -------------------------------------------------------------------------------------------
