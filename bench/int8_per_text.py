@@ -26,6 +26,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a model directory with an onnx-int8/ export")
     p.add_argument("--data", required=True, help="a CSV with a text column")
+    p.add_argument("--onnx-dir", default=None, help="the int8 export (default: MODEL/onnx-int8)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(HERE / "results" / "int8_per_text.json"))
     a = p.parse_args()
@@ -34,7 +35,7 @@ def main() -> None:
     clf = TextClassifier.from_pretrained(a.model, backend="torch", ensemble=False, threads=a.threads)
     pad = clf.tokenizer.pad_token_id
     enc = clf.encode(texts)
-    path = Path(a.model) / "onnx-int8" / "model.onnx"
+    path = Path(a.onnx_dir or Path(a.model) / "onnx-int8") / "model.onnx"
     report = json.loads((path.parent / "export_report.json").read_text())
     modes = {"batched": None, "per_text": report}  # no report: the old batched mode
     speed: dict = {m: [] for m in modes}

@@ -99,8 +99,8 @@ class OnnxModel:
     score depends on the texts batched with it: measured on SST-2 with the MiniLM int8 export, 1,910 of
     200,000 labels differed between two ways of cutting the same rows into batches. Alone, a text always
     gets the same score, and the cores stay busy by running ``workers`` texts at once on one-thread
-    sessions: 1-thread batch-1 calls ran at 87% of 1-thread batches of 32 (698 against 798 texts/s), and
-    two workers match one session with 2 threads on batches."""
+    sessions: for MiniLM-L6 on SST-2 as fast as padded batches of 32 on one 2-thread session
+    (bench/int8_per_text.py); a 3-layer model lost about a fifth (README, compression)."""
 
     def __init__(self, session: Any, path: Path, report: dict | None = None, workers: int = 0):
         self.session = session
