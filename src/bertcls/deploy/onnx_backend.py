@@ -94,7 +94,7 @@ def session_options(threads: int | None):
 class OnnxModel:
     """An onnxruntime session over an exported classifier; ``logits`` mirrors ``batching.batched_logits``.
 
-    Dynamic int8 exports run one text per call (``per_text``). onnxruntime's dynamic quantization takes
+    Dynamic int8 exports run one text per call (``workers`` > 0). onnxruntime's dynamic quantization takes
     each matrix product's activation scale from the whole input, padding included, so in a batch a text's
     score depends on the texts batched with it: measured on SST-2 with the MiniLM int8 export, 1,910 of
     200,000 labels differed between two ways of cutting the same rows into batches. Alone, a text always
