@@ -141,6 +141,25 @@ def test_failed_parity_check_writes_nothing(model_copy, tmp_path, monkeypatch, c
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_int8_refused_on_generated_texts_suggests_real_ones(model_copy, tmp_path, monkeypatch, capsys):
+    """A model directory without the run's data files checks on generated texts, where int8's label
+    agreement is noise: a refusal says to pass --sample-file."""
+    import shutil
+
+    from bertcls.deploy import onnx_backend
+
+    bare = tmp_path / "hf-dir"
+    shutil.copytree(model_copy, bare, ignore=shutil.ignore_patterns("run_config.yaml", "onnx*"))
+    real = onnx_backend.OnnxModel.logits
+    monkeypatch.setattr(onnx_backend.OnnxModel, "logits", lambda self, *a: real(self, *a)[:, ::-1].copy())
+    assert main(["export", str(bare), "--quantize", "int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "the sample texts were generated from the vocabulary: pass --sample-file with real texts"
+    )
+    assert len(err.splitlines()) == 1 and not (bare / "onnx-int8").exists()
+
+
 def test_impossible_threshold_fails(model_copy, tmp_path, monkeypatch, capsys):
     from bertcls.deploy import onnx_backend
 
