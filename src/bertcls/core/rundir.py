@@ -209,6 +209,12 @@ def session(run: RunDir, cfg, accelerator) -> Iterator[None]:
     if main:
         publish(run)
         log.info("model saved to %s", run.final)
+    # Every rank leaves together and closes the process group. A rank that left while rank 0 was still
+    # calibrating and publishing died in gloo's teardown at exit ("terminate called without an active
+    # exception", SIGABRT; seen twice in CI under torchrun).
+    accelerator.wait_for_everyone()
+    if accelerator.num_processes > 1:
+        accelerator.state.destroy_process_group()
 
 
 def run_config_for_resume(cfg, out: Path):
