@@ -129,8 +129,8 @@ class Distillation:
         """Before the loop: hooks on the student (and teacher) for the intermediate-layer loss, if asked."""
         from bertcls.compress.layer_match import LayerMatch
 
-        hw, aw = getattr(self.cfg, "hidden_weight", 0.0), getattr(self.cfg, "attention_weight", 0.0)
-        if self.layer_map is not None and (hw > 0 or aw > 0):
+        if self.layer_map is not None:  # given only when --hidden-weight or --attention-weight is > 0
+            hw, aw = self.cfg.hidden_weight, self.cfg.attention_weight
             self.match = LayerMatch(self.teacher, student, self.layer_map, hw, aw)
             log.info("intermediate layers: student layer j <- teacher layer %s (hidden %s, attention %s)",
                      self.layer_map, hw, aw)  # fmt: skip

@@ -92,7 +92,8 @@ class LayerMatch:
     """The intermediate-layer loss for one student and teacher: ``loss(student_outputs, batch)``."""
 
     def __init__(self, teacher, student, layer_map: list[int], hidden_weight: float, attention_weight: float):
-        self.teacher, self.map = teacher, layer_map
+        # the teacher runs beside the student on every batch: on the student's device, moved once here
+        self.teacher, self.map = teacher.to(next(student.parameters()).device), layer_map
         self.hw, self.aw = hidden_weight, attention_weight
         self.student_qk = self.teacher_qk = None
         if attention_weight > 0:
@@ -106,9 +107,6 @@ class LayerMatch:
 
     def loss(self, student_out, batch: dict) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        device = inputs["input_ids"].device
-        if next(self.teacher.parameters()).device != device:
-            self.teacher.to(device)
         with torch.no_grad():
             teacher_out = self.teacher(**inputs, **self.forward_kwargs)
         mask = inputs["attention_mask"].float()
@@ -116,9 +114,8 @@ class LayerMatch:
         if self.hw > 0:
             pairs = [(0, 0)] + [(j + 1, t + 1) for j, t in enumerate(self.map)]  # 0: the embeddings
             hs, ht = student_out.hidden_states, teacher_out.hidden_states
-            total = total + self.hw * sum(_masked_mse(hs[s], ht[t], mask[..., None]) for s, t in pairs) / len(
-                pairs
-            )
+            per_layer = [_masked_mse(hs[s], ht[t], mask[..., None]) for s, t in pairs]
+            total = total + self.hw * sum(per_layer) / len(per_layer)
         if self.aw > 0:
             pair_mask = (mask[:, :, None] * mask[:, None, :])[:, None]  # real (query, key) pairs
             per_layer = [

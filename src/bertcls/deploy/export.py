@@ -149,6 +149,9 @@ def file_texts(path: str, meta: dict, n: int) -> tuple[list[str], list[str] | No
     return texts, (pairs if pair_col else None)
 
 
+GENERATED = "generated from the vocabulary"  # the parity samples' source when no real texts are at hand
+
+
 def sample_inputs(cfg: ExportConfig, clf: Any) -> tuple[list[str], list[str] | None, str]:
     """--sample-file; else the texts the model's run was validated (or trained) on, when that file is
     still where the run recorded it, plus a quarter generated texts of every length (padding and
@@ -168,23 +171,19 @@ def sample_inputs(cfg: ExportConfig, clf: Any) -> tuple[list[str], list[str] | N
     texts = texts + vocab_texts(clf.tokenizer, generated, clf.max_length, cfg.seed)
     if pairs is not None:  # a pair model: check the second segment too
         pairs = pairs + vocab_texts(clf.tokenizer, generated, max(clf.max_length // 2, 1), cfg.seed + 1)
-    source = (
-        f"{real} and {generated} generated from the vocabulary" if real else "generated from the vocabulary"
-    )
-    return texts, pairs, source
+    return texts, pairs, (f"{real} and {generated} {GENERATED}" if real else GENERATED)
 
 
 def recorded_data_file(model_dir: str) -> str | None:
     """The validation (else training) file the model's run_config.yaml records, if it is still there."""
-    import yaml
+    from bertcls.core.config import load_yaml
 
-    run_cfg = Path(model_dir) / "run_config.yaml"
     try:
-        recorded = yaml.safe_load(run_cfg.read_text(encoding="utf-8")) if run_cfg.is_file() else None
-    except (OSError, yaml.YAMLError):
+        recorded = load_yaml(Path(model_dir) / "run_config.yaml")
+    except UserError:  # none, or unreadable: the check falls back to generated texts
         return None
     for key in ("validation_file", "train_file"):
-        f = (recorded or {}).get(key)
+        f = recorded.get(key)
         if f and Path(f).is_file():
             return str(f)
     return None
@@ -321,7 +320,7 @@ def run(cfg: ExportConfig) -> dict:
                 + (
                     # random-word texts sit at the decision boundary, where int8's agreement is noise
                     "; the sample texts were generated from the vocabulary: pass --sample-file with real texts"
-                    if cfg.quantize == "int8" and source == "generated from the vocabulary"
+                    if cfg.quantize == "int8" and source == GENERATED
                     else ""
                 )
             )
