@@ -97,6 +97,7 @@ def main() -> None:
             for method in a.methods.split(","):
                 key = f"{method}/{n}"
                 cell = cells.setdefault(key, {"per_seed": {}, "seconds": {}})
+                cell.setdefault("validation", {})  # dev accuracy: what a setting is chosen on, not test
                 if seed in cell["per_seed"]:
                     continue  # already measured (the result file is resumable)
                 extra = (
@@ -106,17 +107,22 @@ def main() -> None:
                 )
                 m, secs = train([*common, *extra], runs / f"n{n}-s{seed}" / method)
                 cell["per_seed"][seed], cell["seconds"][seed] = m["test"]["accuracy"], secs
+                cell["validation"][seed] = m["validation"]["accuracy"]
                 if "baseline" in m:
                     tf = cells.setdefault(f"tfidf/{n}", {"per_seed": {}, "seconds": {}})
                     tf["per_seed"][seed] = m["baseline"]["test"]["accuracy"]
-                print(f"{key} seed {seed}: test accuracy {m['test']['accuracy']:.4f} in {secs} s", flush=True)
+                print(f"{key} seed {seed}: test accuracy {m['test']['accuracy']:.4f}, validation"
+                      f" {m['validation']['accuracy']:.4f} in {secs} s", flush=True)
                 for c in cells.values():
                     c["test_accuracy"] = mean_std(list(c["per_seed"].values()))
+                    if c.get("validation"):
+                        c["validation_accuracy"] = mean_std(list(c["validation"].values()))
                 out_file.write_text(json.dumps(result, indent=2))
-    print(f"{'method/size':<14} {'test accuracy':>16}  seeds")
+    print(f"{'method/size':<14} {'test accuracy':>16} {'validation':>16}  seeds")
     for key, c in sorted(cells.items(), key=lambda kv: (int(kv[0].split("/")[1]), kv[0])):
         m, sd = c["test_accuracy"]
-        print(f"{key:<14} {m:.4f} +- {sd:.4f}  {len(c['per_seed'])}")
+        v = "{:.4f} +- {:.4f}".format(*c["validation_accuracy"]) if "validation_accuracy" in c else "-"
+        print(f"{key:<14} {m:.4f} +- {sd:.4f} {v:>16}  {len(c['per_seed'])}")
     print(f"wrote {out_file}")
 
 
