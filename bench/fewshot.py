@@ -111,8 +111,11 @@ def main() -> None:
                 if "baseline" in m:
                     tf = cells.setdefault(f"tfidf/{n}", {"per_seed": {}, "seconds": {}})
                     tf["per_seed"][seed] = m["baseline"]["test"]["accuracy"]
-                print(f"{key} seed {seed}: test accuracy {m['test']['accuracy']:.4f}, validation"
-                      f" {m['validation']['accuracy']:.4f} in {secs} s", flush=True)
+                print(
+                    f"{key} seed {seed}: test accuracy {m['test']['accuracy']:.4f}, validation"
+                    f" {m['validation']['accuracy']:.4f} in {secs} s",
+                    flush=True,
+                )
                 for c in cells.values():
                     c["test_accuracy"] = mean_std(list(c["per_seed"].values()))
                     if c.get("validation"):
