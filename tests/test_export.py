@@ -141,6 +141,24 @@ def test_failed_parity_check_writes_nothing(model_copy, tmp_path, monkeypatch, c
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_unreadable_run_config_falls_back_to_generated_texts(model_copy, monkeypatch):
+    """A run_config.yaml the export cannot read (permissions) means no recorded data file, not a crash."""
+    from pathlib import Path
+
+    from bertcls.deploy.export import recorded_data_file
+
+    assert recorded_data_file(str(model_copy)) is not None  # the fixture's run recorded its files
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.name == "run_config.yaml":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    assert recorded_data_file(str(model_copy)) is None
+
+
 def test_int8_refused_on_generated_texts_suggests_real_ones(model_copy, tmp_path, monkeypatch, capsys):
     """A model directory without the run's data files checks on generated texts, where int8's label
     agreement is noise: a refusal says to pass --sample-file."""

@@ -180,7 +180,7 @@ def recorded_data_file(model_dir: str) -> str | None:
 
     try:
         recorded = load_yaml(Path(model_dir) / "run_config.yaml")
-    except UserError:  # none, or unreadable: the check falls back to generated texts
+    except (UserError, OSError):  # none, unreadable or not YAML: the check falls back to generated texts
         return None
     for key in ("validation_file", "train_file"):
         f = recorded.get(key)
