@@ -309,20 +309,15 @@ def run(cfg: ExportConfig) -> dict:
                 )
         if chosen is None:
             why = "; ".join(f"{x['graph']} graph: {', '.join(x['problems'])}" for x in attempts)
+            if cfg.quantize != "int8":
+                hint = "Try --no-optimize or another --opset, or raise --max-diff"
+            else:
+                hint = "Try without --quantize, or lower --min-agreement if the loss is acceptable"
+                if source == GENERATED:  # random-word texts sit at the decision boundary: agreement is noise
+                    hint += f"; the sample texts were {GENERATED}: pass --sample-file with real texts"
             raise UserError(
                 f"{cfg.model_dir}: the {'int8 ' if cfg.quantize == 'int8' else ''}ONNX export does not match PyTorch "
-                f"on {len(texts)} sample texts ({why}); nothing was written. "
-                + (
-                    "Try without --quantize, or lower --min-agreement if the loss is acceptable"
-                    if cfg.quantize == "int8"
-                    else "Try --no-optimize or another --opset, or raise --max-diff"
-                )
-                + (
-                    # random-word texts sit at the decision boundary, where int8's agreement is noise
-                    "; the sample texts were generated from the vocabulary: pass --sample-file with real texts"
-                    if cfg.quantize == "int8" and source == GENERATED
-                    else ""
-                )
+                f"on {len(texts)} sample texts ({why}); nothing was written. {hint}"
             )
         kind, final, parity = chosen
         shutil.move(str(final), tmp / MODEL_FILE)
