@@ -154,6 +154,53 @@ def test_multilabel_setfit(tmp_path, tiny_bert):
     assert isinstance(TextClassifier.from_pretrained(out).predict("a good film"), list)
 
 
+@pytest.mark.parametrize("multitarget", [False, True])
+def test_head_from_setfit_equals_its_probabilities(multitarget):
+    """setfit's differentiable head divides its logits by temperature + eps; the folded linear layer
+    must give the same probabilities (softmax, or sigmoid per label)."""
+    from setfit.modeling import SetFitHead
+
+    from bertcls.core.sentence_model import head_as_linear
+
+    torch.manual_seed(0)
+    head = SetFitHead(in_features=8, out_features=3, temperature=0.5, multitarget=multitarget)
+    x = torch.randn(20, 8)
+    with torch.no_grad():
+        _, expected = head(x)
+        logits = head_as_linear(head, 3)(x)
+    ours = torch.sigmoid(logits) if multitarget else torch.softmax(logits, dim=1)
+    np.testing.assert_allclose(ours.numpy(), expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_end_to_end_head_trains_the_encoder_and_saves_a_standard_run(tmp_path, tiny_bert, few, multi_label):
+    """--setfit-head end-to-end: after the contrastive phase setfit trains its linear head and the encoder
+    together; the run is a standard directory, and its encoder differs from the logistic-head run of the
+    same seed (the head phase moved it), single- and multi-label."""
+    from bertcls import TextClassifier
+
+    files = few
+    if multi_label:
+        rows = multilabel_rows(60, seed=4)
+        files = {"train": write_csv(tmp_path / "t.csv", rows[:24]), "dev": write_csv(tmp_path / "d.csv", rows[24:44]),
+                 "test": write_csv(tmp_path / "e.csv", rows[44:])}  # fmt: skip
+    extra = ["--multi-label"] if multi_label else []
+    runs = {}
+    for head in ("logistic", "end-to-end"):
+        out = tmp_path / head
+        args = setfit_args(tiny_bert, files, out, "--setfit-head", head, "--setfit-head-epochs", "3", *extra)
+        assert main(args) == 0
+        runs[head] = TextClassifier.from_pretrained(out)
+    assert "end-to-end head fitted on" in (tmp_path / "end-to-end" / "train.log").read_text()
+    a, b = (dict(runs[h].model.encoder.named_parameters()) for h in ("logistic", "end-to-end"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    clf = runs["end-to-end"]
+    if multi_label:
+        assert isinstance(clf.predict("a good film"), list)
+    else:
+        assert clf.predict(["a great lovely film", "an awful dull film"]) == ["positive", "negative"]
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -161,6 +208,9 @@ def test_multilabel_setfit(tmp_path, tiny_bert):
         (["--loss", "focal"], "--loss='focal' is invalid: not with --method setfit"),
         (["--setfit-iterations", "0"], "--setfit-iterations=0 is invalid: must be >= 1"),
         (["--long-text", "chunks"], "not with --method setfit: setfit reads the first --max-length tokens"),
+        (["--setfit-head", "end-to-end", "--class-weights", "balanced"], "--setfit-head end-to-end, whose"),
+        (["--setfit-head", "svm"], "--setfit-head"),
+        (["--setfit-head-epochs", "0"], "--setfit-head-epochs=0 is invalid: must be >= 1"),
     ],
 )
 def test_bad_setfit_options(tiny_bert, few, tmp_path, capsys, extra, message):

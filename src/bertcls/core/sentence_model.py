@@ -134,6 +134,26 @@ def read_pooling(path: Path) -> tuple[str, bool]:
     raise UserError(f"{path}: pooling other than mean or [CLS] is not supported for few-shot training")
 
 
+def head_as_linear(head, n_labels: int) -> torch.nn.Linear:
+    """Either head setfit fits (a scikit-learn estimator or its differentiable ``SetFitHead``) as a linear
+    layer with the same probabilities."""
+    if isinstance(head, torch.nn.Module):
+        return head_from_setfit(head)
+    return head_from_sklearn(head, n_labels)
+
+
+def head_from_setfit(head) -> torch.nn.Linear:
+    """setfit's differentiable head computes ``linear(x) / (temperature + eps)``, then softmax (sigmoid
+    for multi-label); folding the division into the weights gives the same logits from a plain layer."""
+    scale = 1.0 / (head.temperature + head.eps)
+    inner = head.linear
+    layer = torch.nn.Linear(inner.in_features, inner.out_features)
+    with torch.no_grad():
+        layer.weight.copy_(inner.weight.float() * scale)
+        layer.bias.copy_(inner.bias.float() * scale if inner.bias is not None else 0.0)
+    return layer
+
+
 def head_from_sklearn(estimator, n_labels: int) -> torch.nn.Linear:
     """The fitted logistic regression (or one-vs-rest regressions for multi-label) as a linear layer whose
     softmax (sigmoid for multi-label) equals the estimator's predict_proba."""

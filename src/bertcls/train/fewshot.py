@@ -1,7 +1,8 @@
 """``bertcls train --method setfit``: few-shot training for tens of labelled texts per class.
 
 SetFit (Tunstall et al. 2022): contrastive fine-tuning of a sentence encoder on pairs of training texts
-(same label: similar; different labels: dissimilar), then a logistic regression on the embeddings. The
+(same label: similar; different labels: dissimilar), then a logistic regression on the embeddings, or
+(``--setfit-head end-to-end``) setfit's differentiable linear head trained with the encoder. The
 setfit library does both phases; this module feeds it bertcls's data and options and turns the result into
 a bertcls run directory: the encoder, its pooling and the regression as one torch module
 (``core.sentence_model``), scored, calibrated, compared with TF-IDF and saved by the same code as every
@@ -36,7 +37,7 @@ INSTALL = "pip install 'bertcls[fewshot]'"
 
 
 def run(cfg: TrainConfig) -> dict:
-    from bertcls.core.sentence_model import SentenceClassifier, head_from_sklearn
+    from bertcls.core.sentence_model import SentenceClassifier, head_as_linear
 
     # ---- setup: everything that can fail on user input happens before the run directory exists
     setfit = require_setfit()
@@ -59,9 +60,11 @@ def run(cfg: TrainConfig) -> dict:
             log.warning(fit.warning)
         # ---- loop: the contrastive phase, then the regression head (setfit's Trainer)
         t0 = time.perf_counter()
-        model, history, pairs = train_setfit(setfit, body, cfg, splits.train.texts, targets, run_dir.work)
+        model, history, pairs = train_setfit(
+            setfit, body, cfg, splits.train.texts, targets, len(labels), run_dir.work
+        )
         seconds = time.perf_counter() - t0
-        head = head_from_sklearn(model.model_head, len(labels))
+        head = head_as_linear(model.model_head, len(labels))
         clf = SentenceClassifier(body[0].auto_model, head, pooling, normalize, labels).eval()
         # ---- save: the same end of run as fine-tuning (scores, calibration, baseline, card)
         state = {"global_step": history[-1]["step"] if history else 0, "epoch": cfg.setfit_epochs,
@@ -113,27 +116,37 @@ def pooling_of(body) -> tuple[str, bool]:
     return mode, "Normalize" in names
 
 
-def train_setfit(setfit, body, cfg: TrainConfig, texts: list[str], targets, work) -> tuple:
+def train_setfit(setfit, body, cfg: TrainConfig, texts: list[str], targets, n_labels: int, work) -> tuple:
     from datasets import Dataset
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
-    weight = "balanced" if cfg.class_weights == "balanced" else None
-    head = LogisticRegression(max_iter=1000, class_weight=weight)
     y = [list(map(int, t)) for t in targets] if cfg.multi_label else [int(t) for t in targets]
-    if cfg.multi_label:
-        model = setfit.SetFitModel(model_body=body, model_head=OneVsRestClassifier(head),
-                                   multi_target_strategy="one-vs-rest")  # fmt: skip
-    else:
+    if cfg.setfit_head == "end-to-end":
+        from setfit.modeling import SetFitHead
+
+        torch.manual_seed(cfg.seed)  # the head's initial weights, drawn before setfit's Trainer seeds
+        dim = body[0].auto_model.config.hidden_size  # mean or [CLS] pooling: the encoder's width
+        head = SetFitHead(in_features=dim, out_features=n_labels, multitarget=cfg.multi_label)
         model = setfit.SetFitModel(model_body=body, model_head=head)
+    else:
+        weight = "balanced" if cfg.class_weights == "balanced" else None
+        head = LogisticRegression(max_iter=1000, class_weight=weight)
+        if cfg.multi_label:
+            model = setfit.SetFitModel(model_body=body, model_head=OneVsRestClassifier(head),
+                                       multi_target_strategy="one-vs-rest")  # fmt: skip
+        else:
+            model = setfit.SetFitModel(model_body=body, model_head=head)
     args = setfit.TrainingArguments(
         output_dir=str(work / "setfit"),  # setfit's default is ./checkpoints in the working directory
         save_strategy="no",
         report_to="none",  # setfit's Trainer logs to MLflow whenever it is installed
         batch_size=cfg.setfit_batch_size,
-        num_epochs=cfg.setfit_epochs,
+        num_epochs=(cfg.setfit_epochs, cfg.setfit_head_epochs),  # the head's epochs: end-to-end only
         num_iterations=cfg.setfit_iterations,
-        body_learning_rate=cfg.setfit_learning_rate,
+        body_learning_rate=(cfg.setfit_learning_rate, cfg.setfit_head_body_learning_rate),
+        head_learning_rate=cfg.setfit_head_learning_rate,
+        end_to_end=cfg.setfit_head == "end-to-end",
         max_length=cfg.max_length,
         seed=cfg.seed,
         logging_steps=cfg.logging_steps,
@@ -161,10 +174,12 @@ def train_setfit(setfit, body, cfg: TrainConfig, texts: list[str], targets, work
         )
     pairs = steps * cfg.setfit_batch_size // max(1, cfg.setfit_epochs)
     log.info(
-        "setfit: %d contrastive steps over about %d pairs per epoch; head fitted on %d texts",
+        "setfit: %d contrastive steps over about %d pairs per epoch; %s head fitted on %d texts%s",
         steps,
         pairs,
+        cfg.setfit_head,
         len(texts),
+        f" ({cfg.setfit_head_epochs} epochs)" if cfg.setfit_head == "end-to-end" else "",
     )
     return model, history, pairs
 
