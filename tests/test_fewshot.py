@@ -209,7 +209,7 @@ def test_end_to_end_head_trains_the_encoder_and_saves_a_standard_run(tmp_path, t
         (["--setfit-iterations", "0"], "--setfit-iterations=0 is invalid: must be >= 1"),
         (["--long-text", "chunks"], "not with --method setfit: setfit reads the first --max-length tokens"),
         (["--setfit-head", "end-to-end", "--class-weights", "balanced"], "--setfit-head end-to-end, whose"),
-        (["--setfit-head", "svm"], "--setfit-head"),
+        (["--setfit-head", "svm"], "'--setfit-head' must be one of 'logistic', 'end-to-end', got 'svm'"),
         (["--setfit-head-epochs", "0"], "--setfit-head-epochs=0 is invalid: must be >= 1"),
     ],
 )
