@@ -225,7 +225,7 @@ def test_setfit_pairs_default_to_the_papers_20_per_text():
     """20 pairs per text beat the library's oversampling by 3.7 points at 8 per class on SST-2 (README
     "Few-shot"); `none` still selects the oversampling."""
     from bertcls.core.config import from_dict
-    from bertcls.train.prepare import TrainConfig
+    from bertcls.train.config import TrainConfig
 
     assert TrainConfig(train_file="t.csv").setfit_iterations == 20
     cfg = from_dict(TrainConfig, {"train_file": "t.csv", "setfit_iterations": "none"}, source="test")

@@ -101,7 +101,7 @@ def test_head_gets_its_own_learning_rate(tiny_bert):
     from transformers import AutoModelForSequenceClassification
 
     from bertcls.core import rundir
-    from bertcls.train.prepare import TrainConfig
+    from bertcls.train.config import TrainConfig
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=3)
     groups = rundir.param_groups(model, 0.01, head_lr=2e-3)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from bertcls.core.config import require
 from bertcls.core.errors import UserError
-from bertcls.train.prepare import TrainConfig
+from bertcls.train.config import TrainConfig
 
 log = logging.getLogger("bertcls")
 
@@ -185,7 +185,7 @@ def run(cfg: DistillConfig) -> dict:
 
     from bertcls.compress import student as students
     from bertcls.core.models import check_model_dir, read_meta
-    from bertcls.train.prepare import train_config
+    from bertcls.train.config import train_config
     from bertcls.train.train import run as train_run
 
     # ---- setup

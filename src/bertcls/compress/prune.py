@@ -28,7 +28,7 @@ import torch
 from bertcls.compress.distill import RESUME_HINT, restart_hint
 from bertcls.core.config import require
 from bertcls.core.errors import UserError
-from bertcls.train.prepare import TrainConfig
+from bertcls.train.config import TrainConfig
 
 log = logging.getLogger("bertcls")
 
@@ -142,7 +142,7 @@ def run(cfg: PruneConfig) -> dict:
 
     from bertcls.compress.distill import Distillation
     from bertcls.core.models import check_model_dir, load_tokenizer, read_meta
-    from bertcls.train.prepare import train_config
+    from bertcls.train.config import train_config
     from bertcls.train.train import run as train_run
 
     # ---- setup: score and remove neurons

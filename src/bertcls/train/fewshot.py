@@ -26,11 +26,8 @@ from bertcls.core.errors import UserError
 from bertcls.core.language import language_fit
 from bertcls.core.runtime import make_accelerator
 from bertcls.core.scoring import label_targets, scalar
-from bertcls.train.prepare import (
-    TrainConfig,
-    check_label_options,
-    prepare,
-)
+from bertcls.train.config import TrainConfig
+from bertcls.train.prepare import check_label_options, prepare
 
 log = logging.getLogger("bertcls")
 INSTALL = "pip install 'bertcls[fewshot]'"

@@ -1,7 +1,7 @@
 """``bertcls train``: fine-tune a BERT-family checkpoint for text classification.
 
-Reads top to bottom: setup (options, data, labels, model and run directory from ``train.prepare``;
-loaders), loop (train, evaluate, checkpoint, early stop), save (best weights in HF format, metrics, plots,
+Reads top to bottom: setup (options from ``train.config``; data, labels, model and run directory from
+``train.prepare``; loaders), loop (train, evaluate, checkpoint, early stop), save (best weights in HF format, metrics, plots,
 model card in ``core.report``), then the finished run replaces ``--output-dir``.
 """
 
@@ -26,9 +26,9 @@ from bertcls.core.losses import class_weight_tensor, make_loss
 from bertcls.core.multilabel import init_head_to_priors, label_priors
 from bertcls.core.runtime import adamw, check_loss, make_accelerator, optimizer_step, progress
 from bertcls.core.scoring import label_targets, scalar, score
+from bertcls.train.config import TrainConfig
 from bertcls.train.prepare import (
     Splits,
-    TrainConfig,
     build_model,
     check_label_options,
     prepare,

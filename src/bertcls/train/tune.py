@@ -22,7 +22,7 @@ from typing import Literal
 from bertcls.core import metrics
 from bertcls.core.config import require, save_yaml
 from bertcls.core.errors import UserError
-from bertcls.train.prepare import TrainConfig, train_config
+from bertcls.train.config import TrainConfig, train_config
 from bertcls.train.tune_space import load_space
 
 log = logging.getLogger("bertcls")

@@ -86,7 +86,7 @@ def _param(name: str, spec: Any, where: str) -> Param:
 def load_space(path: str, base: Any) -> dict[str, Param]:
     """The search space in ``path``, every key and value checked as a train option on top of ``base``."""
     from bertcls.core.config import load_yaml
-    from bertcls.train.prepare import TrainConfig, train_config
+    from bertcls.train.config import TrainConfig, train_config
 
     if not Path(path).is_file():
         raise UserError(f"--search={path}: file not found; give the search space YAML")
