@@ -216,19 +216,19 @@ class OnnxModel:
     def _per_text(self, encodings: list[dict]) -> np.ndarray:
         """Each text in its own call (no padding, no batch-mates), ``workers`` calls at once: onnxruntime
         releases the GIL while it computes."""
-
-        def one(e: dict) -> np.ndarray:
-            ids = np.asarray([e["input_ids"]], dtype=np.int64)
-            tt = np.asarray([e.get("token_type_ids") or [0] * ids.shape[1]], dtype=np.int64)
-            return self.run(ids, np.ones_like(ids), tt)[0]
-
         if self.workers == 1:  # one call at a time: a pool would only add a thread hand-off per text
-            return np.stack([one(e) for e in encodings]).astype(np.float32)
+            return np.stack([self._run_text(e) for e in encodings]).astype(np.float32)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="bertcls-onnx")
-        return np.stack(list(self._pool.map(one, encodings))).astype(np.float32)
+        return np.stack(list(self._pool.map(self._run_text, encodings))).astype(np.float32)
+
+    def _run_text(self, e: dict) -> np.ndarray:
+        """One text's logits from a call of its own (no padding)."""
+        ids = np.asarray([e["input_ids"]], dtype=np.int64)
+        tt = np.asarray([e.get("token_type_ids") or [0] * ids.shape[1]], dtype=np.int64)
+        return self.run(ids, np.ones_like(ids), tt)[0]
 
     def __repr__(self) -> str:
         return (

@@ -1,8 +1,8 @@
 """``bertcls train``: fine-tune a BERT-family checkpoint for text classification.
 
 Reads top to bottom: setup (options from ``train.config``; data, labels, model and run directory from
-``train.prepare``; loaders), loop (train, evaluate, checkpoint, early stop), save (best weights in HF format, metrics, plots,
-model card in ``core.report``), then the finished run replaces ``--output-dir``.
+``train.prepare``; loaders), loop (train, evaluate, checkpoint, early stop), save (best weights in HF
+format, metrics, plots, model card in ``core.report``), then the finished run replaces ``--output-dir``.
 """
 
 from __future__ import annotations
