@@ -131,8 +131,7 @@ def test_int8_scores_a_text_the_same_whatever_it_is_batched_with(int8_export, mo
 def test_int8_with_one_thread_runs_texts_inline(int8_export, model_copy):
     """--threads 1 (a Ray actor, a one-thread server): the texts run one after another in the calling
     thread, with no thread pool (a hand-off per text cost 0.5-6% of one-thread int8 throughput in
-    bench/int8_one_thread.py), and
-    score exactly as with two at once."""
+    bench/int8_one_thread.py), and score exactly as with two at once."""
     from bertcls import TextClassifier
 
     one = TextClassifier.from_pretrained(model_copy, backend="onnx", onnx_dir="onnx-int8", threads=1)
