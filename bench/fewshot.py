@@ -7,6 +7,10 @@ best epoch on it; SetFit does not use it). TF-IDF is the baseline every fine-tun
 subset (metrics.json "baseline"). Test: test.csv, whole.
 
     python bench/fewshot.py --data ../shared/data/sst2 --sizes 8,16,32,64 --seeds 0,1,2,3,4
+
+`--methods selftrain` runs `bertcls self-train` with each cell's SetFit run (which must exist, from an earlier
+`--methods setfit`) as the first teacher and the training texts outside the subset, labels dropped, as the
+unlabelled texts; it records the teacher's test accuracy beside the student's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 FINETUNE = "--epochs 20 --batch-size 16"  # 16-128 texts: 3 epochs would be a handful of steps
+SELF_TRAIN = "--epochs 3"  # thousands of pseudo-labelled texts: train's defaults
 
 
 def read(path: Path) -> list[dict]:
@@ -50,11 +55,28 @@ def subset(rows: list[dict], per_class: int, seed: int, label: str = "label") ->
     return [rows[i] for i in sorted(picked)]
 
 
-def train(args: list[str], out: Path) -> tuple[dict, float]:
+def train(args: list[str], out: Path, verb: str = "train") -> tuple[dict, float]:
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "bertcls", "train", *args, "--output-dir", str(out), "--overwrite"]
+    cmd = [sys.executable, "-m", "bertcls", verb, *args, "--output-dir", str(out), "--overwrite"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads((out / "metrics.json").read_text()), round(time.perf_counter() - t0, 1)
+
+
+def self_train_args(seed_dir: Path, train_rows: list[dict], sub: Path, a) -> list[str]:
+    """`bertcls self-train` from this subset's SetFit run (made first, by --methods setfit) over the training
+    texts outside the subset, their labels dropped."""
+    teacher = seed_dir / "setfit"
+    if not (teacher / "metrics.json").is_file():
+        sys.exit(f"{teacher}: no SetFit run to teach self-training; run --methods setfit for this cell first")
+    taken = {r["text"] for r in read(sub)}
+    unlabeled = write(
+        seed_dir / "unlabeled.csv", [{"text": r["text"]} for r in train_rows if r["text"] not in taken]
+    )
+    return ["--teacher", str(teacher), "--unlabeled-file", str(unlabeled), *a.selftrain_extra.split()]
+
+
+def teacher_accuracy(seed_dir: Path) -> float:
+    return json.loads((seed_dir / "setfit" / "metrics.json").read_text())["test"]["accuracy"]
 
 
 def mean_std(v: list[float]) -> list[float]:
@@ -70,6 +92,7 @@ def main() -> None:
     p.add_argument("--methods", default="setfit,finetune")
     p.add_argument("--setfit-extra", default="")
     p.add_argument("--finetune-extra", default=FINETUNE)
+    p.add_argument("--selftrain-extra", default=SELF_TRAIN)
     p.add_argument("--max-length", default="64")
     p.add_argument("--runs", default="runs/bench-fewshot")
     p.add_argument("--out", default=None)
@@ -100,16 +123,20 @@ def main() -> None:
                 cell.setdefault("validation", {})  # dev accuracy: what a setting is chosen on, not test
                 if seed in cell["per_seed"]:
                     continue  # already measured (the result file is resumable)
-                extra = (
-                    ["--method", "setfit", *a.setfit_extra.split()]
-                    if method == "setfit"
-                    else a.finetune_extra.split()
-                )
-                m, secs = train([*common, *extra], runs / f"n{n}-s{seed}" / method)
+                verb, extra = "train", a.finetune_extra.split()
+                if method == "setfit":
+                    extra = ["--method", "setfit", *a.setfit_extra.split()]
+                elif (
+                    method == "selftrain"
+                ):  # the same seed's SetFit run teaches, the rest of train unlabelled
+                    verb, extra = "self-train", self_train_args(runs / f"n{n}-s{seed}", train_rows, sub, a)
+                    cell.setdefault("teacher", {})[seed] = teacher_accuracy(runs / f"n{n}-s{seed}")
+                m, secs = train([*common, *extra], runs / f"n{n}-s{seed}" / method, verb)
                 cell["per_seed"][seed], cell["seconds"][seed] = m["test"]["accuracy"], secs
                 cell["validation"][seed] = m["validation"]["accuracy"]
-                if "baseline" in m:
-                    tf = cells.setdefault(f"tfidf/{n}", {"per_seed": {}, "seconds": {}})
+                if "baseline" in m:  # self-train's is fitted on its last round's rows, pseudo-labels included
+                    name = "tfidf_selftrain" if method == "selftrain" else "tfidf"
+                    tf = cells.setdefault(f"{name}/{n}", {"per_seed": {}, "seconds": {}})
                     tf["per_seed"][seed] = m["baseline"]["test"]["accuracy"]
                 print(
                     f"{key} seed {seed}: test accuracy {m['test']['accuracy']:.4f}, validation"

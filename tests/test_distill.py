@@ -300,3 +300,15 @@ def test_attention_matching_needs_equal_heads_not_equal_width(trained_tiny, sent
     args = ["--student-preset", "tiny", "--attention-weight", "1"]
     assert main(distill_args(trained_tiny, sentiment_files, out, *args)) == 0
     assert json.loads((out / "bertcls.json").read_text())["distillation"]["attention_weight"] == 1.0
+
+
+def test_student_may_be_a_built_in_alias(trained_tiny, sentiment_files, tmp_path, capsys):
+    """Regression: --student minilm-l6 was taken as a hub id (a network error); it is the packaged model,
+    whose vocabulary is then checked against the teacher's like any directory's."""
+    out = tmp_path / "bad"
+    assert main(distill_args(trained_tiny, sentiment_files, out, "--student", "minilm-l6")) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--student=minilm-l6: its vocabulary differs from the teacher's" in err and "huggingface" not in err
+    )
+    assert not out.exists()

@@ -240,3 +240,69 @@ def test_precision_can_change_within_one_process():
     assert make_accelerator("bf16").mixed_precision == "bf16"
     assert make_accelerator("no").mixed_precision == "no"
     assert make_accelerator("bf16").mixed_precision == "bf16"
+
+
+def test_distill_takes_a_setfit_teacher_and_text_only_unlabelled_rows(setfit_run, few, tmp_path, monkeypatch):
+    """Regressions: distill loaded a SetFit run as a sequence-classification model, i.e. its encoder under
+    a new random head, so the soft targets were noise; and an unlabelled CSV without a label column was
+    refused. Now the soft targets are the SetFit model's own logits and the student starts from its
+    encoder's layers."""
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls import TextClassifier
+    from bertcls.compress import distill
+
+    seen = {}
+    annotate = distill.Distillation.annotate
+
+    def spy(self, enc_train, tokenizer, labels):
+        seen["rows"] = annotate(self, enc_train, tokenizer, labels)
+        return seen["rows"]
+
+    monkeypatch.setattr(distill.Distillation, "annotate", spy)
+    unlabelled = [{"text": r["text"]} for r in sentiment_rows(30, seed=9)]
+    unl = write_csv(tmp_path / "unl.csv", unlabelled, ["text"])
+    out = tmp_path / "student"
+    args = ["distill", "--teacher", str(setfit_run), "--train-file", str(few["train"]), "--unlabeled-file",
+            str(unl), "--validation-file", str(few["dev"]), "--test-file", str(few["test"]), "--student-layers",
+            "0,1", "--alpha", "1", "--epochs", "1", "--max-length", "32", "--no-baseline", "--output-dir", str(out)]  # fmt: skip
+    assert main(args) == 0
+    soft = np.stack([r["teacher"] for r in seen["rows"] if not r["labeled"]])
+    teacher = TextClassifier.from_pretrained(setfit_run, ensemble=False)
+    np.testing.assert_allclose(soft, teacher.logits([r["text"] for r in unlabelled]), atol=1e-4)
+    # the student: the SetFit encoder's weights under a sequence-classification head, loadable as such
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.id2label == teacher.model.config.id2label
+    assert "(30 unlabelled)" in (out / "train.log").read_text()
+
+
+def test_student_layers_of_a_setfit_teacher_are_its_encoders(setfit_run, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertcls.compress.student import from_teacher_layers
+    from bertcls.core.models import load_trained, read_meta
+
+    teacher = load_trained(setfit_run, read_meta(setfit_run))
+    from_teacher_layers(teacher, [1], tmp_path / "s")
+    student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "s")
+    assert student.config.num_hidden_layers == 1 and student.config.id2label == teacher.config.id2label
+    encoder = teacher.encoder.state_dict()
+    for name, w in student.base_model.state_dict().items():
+        assert torch.equal(w, encoder[name.replace(".layer.0.", ".layer.1.")]), name
+
+
+def test_prune_and_layer_losses_refuse_a_setfit_model(setfit_run, few, tmp_path, capsys):
+    out = tmp_path / "bad"
+    common = [
+        "--train-file",
+        str(few["train"]),
+        "--validation-file",
+        str(few["dev"]),
+        "--output-dir",
+        str(out),
+    ]
+    assert main(["prune", "--source", str(setfit_run), *common]) == 2
+    assert "is a SetFit (sentence-embedding) model: prune a fine-tuned classifier" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(setfit_run), *common, "--hidden-weight", "1"]) == 2
+    assert "the layer losses need a sequence-classification teacher" in capsys.readouterr().err
+    assert not out.exists()

@@ -36,6 +36,12 @@ COMMANDS: tuple[Command, ...] = (
         "new training texts from a labelled file (EDA with offline synonyms, or MLM replacement)",
     ),
     Command(
+        "self-train",
+        "bertcls.train.self_train",
+        "SelfTrainConfig",
+        "label unlabelled texts with a trained model, round by round, and train on the surest",
+    ),
+    Command(
         "tune", "bertcls.train.tune", "TuneConfig", "search train hyperparameters (Optuna, SQLite study)"
     ),
     Command(

@@ -33,13 +33,13 @@ log = logging.getLogger("bertcls")
 @dataclass
 class DistillConfig(TrainConfig):
     teacher: str | None = None
-    """The trained classifier to distil (a bertcls run directory or any HF sequence-classification directory)."""
+    """The trained classifier to distil (a bertcls run directory, `train --method setfit`'s included, or any HF sequence-classification directory)."""
     student_layers: str | None = None
     """Student = these teacher layers (e.g. 0,2,4; DistilBERT's initialisation). Default when no other student is given: every second layer."""
     student_preset: Literal["tiny", "mini", "small", "medium"] | None = None
     """Student = a Google BERT-miniature shape with the teacher's vocabulary, randomly initialised."""
     student: str | None = None
-    """Student = this local model directory (its vocabulary must equal the teacher's)."""
+    """Student = this local model directory or built-in alias (its vocabulary must equal the teacher's)."""
     temperature: float = 2.0
     """Softmax (sigmoid for multi-label) temperature of the soft targets."""
     alpha: float = 0.5
@@ -181,10 +181,15 @@ class Distillation:
 
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg: DistillConfig) -> dict:
-    from transformers import AutoModelForSequenceClassification
-
     from bertcls.compress import student as students
-    from bertcls.core.models import check_model_dir, read_meta
+    from bertcls.core.data import read_unlabeled
+    from bertcls.core.models import (
+        check_model_dir,
+        is_sentence_classifier,
+        load_trained,
+        read_meta,
+        resolve_model,
+    )
     from bertcls.train.config import train_config
     from bertcls.train.train import run as train_run
 
@@ -197,15 +202,23 @@ def run(cfg: DistillConfig) -> dict:
         raise UserError(
             f"--teacher={cfg.teacher} is a {'multi' if teacher_multi else 'single'}-label model: {fix}"
         )
-    teacher = AutoModelForSequenceClassification.from_pretrained(cfg.teacher).eval()
-    unlabeled = read_unlabeled(cfg)
+    # a `train --method setfit` teacher is the sentence model (mean pooling + its head), not the
+    # encoder under a new random head, which is what a sequence-classification load would give
+    teacher = load_trained(cfg.teacher, meta).eval()
+    if is_sentence_classifier(cfg.teacher, meta) and (cfg.hidden_weight > 0 or cfg.attention_weight > 0):
+        raise UserError(
+            f"--teacher={cfg.teacher} is a SetFit (sentence-embedding) model: the layer losses need a "
+            f"sequence-classification teacher; use --hidden-weight 0 --attention-weight 0"
+        )
+    unlabeled = read_unlabeled(cfg.unlabeled_file, cfg.text_column, cfg.encoding, "--unlabeled-file")
     torch.manual_seed(cfg.seed)  # a preset student's random weights follow --seed, not what ran before
     with tempfile.TemporaryDirectory(prefix="bertcls-student-") as tmp:
         init = Path(tmp)
         n, layers = teacher.config.num_hidden_layers, None
         if cfg.student:
-            students.check_same_vocabulary(cfg.teacher, cfg.student)
-            init, how = Path(cfg.student), f"local model {cfg.student}"
+            student_dir = resolve_model(cfg.student)  # a built-in alias (minilm-l6) or a directory
+            students.check_same_vocabulary(cfg.teacher, student_dir, cfg.student)
+            init, how = Path(student_dir), f"local model {cfg.student}"
         elif cfg.student_preset:
             how = students.from_preset(teacher, cfg.student_preset, init)
         else:
@@ -239,19 +252,6 @@ def match_layers(
     student = AutoConfig.from_pretrained(student_dir)
     check_shapes(teacher.config, student, cfg.hidden_weight, cfg.attention_weight)
     return layers or uniform_map(student.num_hidden_layers, teacher.config.num_hidden_layers)
-
-
-def read_unlabeled(cfg: DistillConfig) -> list[str]:
-    if not cfg.unlabeled_file:
-        return []
-    path = Path(cfg.unlabeled_file)
-    if not path.is_file():
-        raise UserError(f"--unlabeled-file={path}: file not found")
-    if path.suffix == ".txt":
-        return [line.strip() for line in path.read_text(encoding=cfg.encoding).splitlines() if line.strip()]
-    from bertcls.core.data import Columns, load
-
-    return load(str(path), Columns(text=cfg.text_column), encoding=cfg.encoding, skip_empty=True).texts
 
 
 def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:

@@ -141,7 +141,7 @@ def run(cfg: PruneConfig) -> dict:
     from transformers import AutoModelForSequenceClassification
 
     from bertcls.compress.distill import Distillation
-    from bertcls.core.models import check_model_dir, load_tokenizer, read_meta
+    from bertcls.core.models import check_model_dir, is_sentence_classifier, load_tokenizer, read_meta
     from bertcls.train.config import train_config
     from bertcls.train.train import run as train_run
 
@@ -150,6 +150,11 @@ def run(cfg: PruneConfig) -> dict:
     meta = read_meta(cfg.source) or {}
     if (meta.get("task") == "multi_label") != cfg.multi_label:
         raise UserError(f"--source={cfg.source}: the model's task is {meta.get('task')}; match --multi-label")
+    if is_sentence_classifier(cfg.source, meta):  # loaded as a classifier it would get a random head
+        raise UserError(
+            f"--source={cfg.source} is a SetFit (sentence-embedding) model: prune a fine-tuned classifier; "
+            f"distil it into one first (bertcls distill --teacher {cfg.source} --student-layers 0,1,2,3,4,5 ...)"
+        )
     original = AutoModelForSequenceClassification.from_pretrained(cfg.source)
     tokenizer = load_tokenizer(cfg.source)
     scores = neuron_importance(original, importance_batches(cfg, tokenizer, original))

@@ -38,13 +38,25 @@ def parse_layers(text: str, n_teacher: int) -> list[int]:
 
 
 def from_teacher_layers(teacher, layers: list[int], out: Path) -> str:
-    """Save a classifier made of the teacher's embeddings, ``layers`` of its encoder, pooler and head."""
+    """Save a classifier made of the teacher's embeddings, ``layers`` of its encoder, pooler and head. A
+    SetFit teacher (``core.sentence_model.SentenceClassifier``) gives its encoder's embeddings, layers and
+    pooler under a new sequence-classification head: its own head reads mean-pooled embeddings, which a
+    sequence-classification model has not."""
+    from bertcls.core.sentence_model import SentenceClassifier
+
     config = teacher.config.__class__.from_dict(teacher.config.to_dict())
     config.num_hidden_layers = len(layers)
-    student = teacher.__class__(config)
+    if isinstance(teacher, SentenceClassifier):
+        from transformers import AutoModelForSequenceClassification
+
+        student = AutoModelForSequenceClassification.from_config(config)
+        target, source = student.base_model, teacher.encoder
+    else:
+        student = teacher.__class__(config)
+        target, source = student, teacher
     remap = {old: new for new, old in enumerate(layers)}
     state = {}
-    for name, tensor in teacher.state_dict().items():
+    for name, tensor in source.state_dict().items():
         m = LAYER.search(name)
         if m is None:
             state[name] = tensor
@@ -52,7 +64,7 @@ def from_teacher_layers(teacher, layers: list[int], out: Path) -> str:
             state[LAYER.sub(lambda g: f"{g.group(1)}{remap[int(g.group(2))]}{g.group(3)}", name, count=1)] = (
                 tensor
             )
-    missing, unexpected = student.load_state_dict(state, strict=False)
+    missing, unexpected = target.load_state_dict(state, strict=False)
     if missing or unexpected:  # the architecture names its layers differently: say so, do not guess
         raise UserError(
             f"--student-layers: cannot map {type(teacher).__name__}'s layers ({len(missing)} weights missing); "
@@ -86,13 +98,14 @@ def from_preset(teacher, preset: str, out: Path) -> str:
     return f"BERT-{preset} ({layers} layers, hidden {hidden}), random initialisation"
 
 
-def check_same_vocabulary(teacher_dir: str, student_dir: str) -> None:
-    """Distillation feeds the student the teacher's token ids: the vocabularies must be identical."""
+def check_same_vocabulary(teacher_dir: str, student_dir: str, given: str | None = None) -> None:
+    """Distillation feeds the student the teacher's token ids: the vocabularies must be identical.
+    ``given``: what the user passed as --student, when it was an alias resolved to ``student_dir``."""
     from bertcls.core.models import load_tokenizer
 
     a, b = load_tokenizer(teacher_dir).get_vocab(), load_tokenizer(student_dir).get_vocab()
     if a != b:
         raise UserError(
-            f"--student={student_dir}: its vocabulary differs from the teacher's ({len(b)} vs {len(a)} "
+            f"--student={given or student_dir}: its vocabulary differs from the teacher's ({len(b)} vs {len(a)} "
             f"entries); distillation needs the same tokenizer: use --student-layers or --student-preset"
         )

@@ -230,3 +230,17 @@ def split_validation(
         n_val = max(n_val, len(set(stratify)))
     train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+
+
+def read_unlabeled(path: str | Path | None, text_column: str, encoding: str, flag: str) -> list[str]:
+    """Unlabelled texts (distill's and self-train's --unlabeled-file): a .txt file, one text per line, or a
+    data file's ``text_column`` (a label column, if there is one, is not read). Empty texts are skipped."""
+    if not path:
+        return []
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{flag}={path}: file not found")
+    if path.suffix == ".txt":
+        return [line.strip() for line in path.read_text(encoding=encoding).splitlines() if line.strip()]
+    cols = Columns(text=text_column, label=None)
+    return load(path, cols, encoding=encoding, need_label=False, skip_empty=True).texts
