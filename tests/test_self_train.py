@@ -61,8 +61,10 @@ def test_rounds_keep_the_surest_and_record_everything(
         i = texts.index(r["text"])
         assert r["label"] == teacher.labels[int(probs[i].argmax())]
     # validation: the same gold rows in every round, none of them pseudo-labelled
-    cfg = (out / "run_config.yaml").read_text()
-    assert "validation.csv" in cfg
+    assert "validation.csv" in (out / "run_config.yaml").read_text()
+    held = list(csv.DictReader(open(out / "self_training" / "validation.csv", encoding="utf-8")))
+    assert held and {r["label_source"] for r in held} == {"gold"}
+    assert not {r["text"] for r in held} & {r["text"] for r in rows}  # never trained on
     # a standard run directory: plain transformers loads it with the real label names
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert set(model.config.id2label.values()) == set(teacher.labels)

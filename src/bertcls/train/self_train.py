@@ -145,8 +145,9 @@ def run(cfg: SelfTrainConfig) -> dict:
         # ---- save: the last round's run directory, with every round's training file beside it
         files = out / "self_training"
         files.mkdir(exist_ok=True)
-        for i in range(1, len(keep) + 1):
-            (files / f"round{i}.csv").write_bytes((Path(tmp) / f"round{i}.csv").read_bytes())
+        names = [f"round{i}.csv" for i in range(1, len(keep) + 1)] + ["validation.csv"] * bool(validation)
+        for name in names:  # the carved validation rows too, when there was no --validation-file
+            (files / name).write_bytes((Path(tmp) / name).read_bytes())
     return record(cfg, result, rounds, len(unlabeled), teacher_meta)
 
 
