@@ -302,7 +302,9 @@ def test_prune_and_layer_losses_refuse_a_setfit_model(setfit_run, few, tmp_path,
         str(out),
     ]
     assert main(["prune", "--source", str(setfit_run), *common]) == 2
-    assert "is a SetFit (sentence-embedding) model: prune a fine-tuned classifier" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the tiny model's two layers, all kept
+    assert "is a SetFit (sentence-embedding) model: prune a fine-tuned classifier" in err
+    assert "--student-layers 0,1 ..." in err
     assert main(["distill", "--teacher", str(setfit_run), *common, "--hidden-weight", "1"]) == 2
     assert "the layer losses need a sequence-classification teacher" in capsys.readouterr().err
     assert not out.exists()

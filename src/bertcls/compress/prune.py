@@ -146,14 +146,15 @@ def run(cfg: PruneConfig) -> dict:
     from bertcls.train.train import run as train_run
 
     # ---- setup: score and remove neurons
-    check_model_dir(cfg.source, need_classifier=True)
+    config = check_model_dir(cfg.source, need_classifier=True)
     meta = read_meta(cfg.source) or {}
     if (meta.get("task") == "multi_label") != cfg.multi_label:
         raise UserError(f"--source={cfg.source}: the model's task is {meta.get('task')}; match --multi-label")
     if is_sentence_classifier(cfg.source, meta):  # loaded as a classifier it would get a random head
+        every = ",".join(map(str, range(config.get("num_hidden_layers", 6))))  # all its layers
         raise UserError(
             f"--source={cfg.source} is a SetFit (sentence-embedding) model: prune a fine-tuned classifier; "
-            f"distil it into one first (bertcls distill --teacher {cfg.source} --student-layers 0,1,2,3,4,5 ...)"
+            f"distil it into one first (bertcls distill --teacher {cfg.source} --student-layers {every} ...)"
         )
     original = AutoModelForSequenceClassification.from_pretrained(cfg.source)
     tokenizer = load_tokenizer(cfg.source)
