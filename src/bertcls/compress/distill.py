@@ -11,7 +11,6 @@ card record the teacher, the student and the teacher's and student's figures sid
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from contextlib import contextmanager
@@ -255,8 +254,8 @@ def match_layers(
 
 
 def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:
+    from bertcls.core.cards import annotate_run
     from bertcls.core.config import save_yaml
-    from bertcls.core.io import atomic_write_text
 
     out = Path(result["output_dir"])
     # The command's own resolved options (run_config.yaml is the inner train run's, whose --model was
@@ -266,20 +265,16 @@ def record(cfg: DistillConfig, result: dict, how: str, meta: dict) -> dict:
     info = {"teacher": str(cfg.teacher), "student": how, "temperature": cfg.temperature, "alpha": cfg.alpha,
             "hidden_weight": cfg.hidden_weight, "attention_weight": cfg.attention_weight,
             "unlabeled_texts": bool(cfg.unlabeled_file), "teacher_metrics": teacher_metrics}  # fmt: skip
-    bj = out / "bertcls.json"
-    atomic_write_text(
-        bj, json.dumps(json.loads(bj.read_text()) | {"distillation": info}, indent=2, ensure_ascii=False)
-    )
     split = "test" if "test" in result else "validation"
     rows = [f"| student | {result[split].get('accuracy', result[split].get('f1_micro', 0)):.4f} |"]
     if split in teacher_metrics:
         t = teacher_metrics[split]
         rows.insert(0, f"| teacher | {t.get('accuracy', t.get('f1_micro', 0)):.4f} |")
-    card = out / "README.md"
-    atomic_write_text(
-        card,
-        card.read_text(encoding="utf-8")
-        + f"""
+    annotate_run(
+        out,
+        "distillation",
+        info,
+        f"""
 ## Distillation
 
 Distilled from `{cfg.teacher}` into {how} (options: `distill_config.yaml`): soft targets at temperature {cfg.temperature} (weight

@@ -16,7 +16,6 @@ the sparsity and the FLOPs).
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -217,19 +216,14 @@ def importance_batches(cfg: PruneConfig, tokenizer, model):
 
 
 def record(result: dict, info: dict) -> dict:
-    from bertcls.core.io import atomic_write_text
+    from bertcls.core.cards import annotate_run
 
-    out = Path(result["output_dir"])
-    bj = out / "bertcls.json"
-    atomic_write_text(
-        bj, json.dumps(json.loads(bj.read_text()) | {"pruning": info}, indent=2, ensure_ascii=False)
-    )
     n, k = info["ffn_neurons"]
-    card = out / "README.md"
-    atomic_write_text(
-        card,
-        card.read_text(encoding="utf-8")
-        + f"""
+    annotate_run(
+        Path(result["output_dir"]),
+        "pruning",
+        info,
+        f"""
 ## Pruning
 
 Pruned from `{info["source"]}`: {n - k} of {n} feed-forward neurons removed in every layer (target sparsity

@@ -15,6 +15,18 @@ def hyperparameters(cfg, skip: tuple = (None,), drop: tuple[str, ...] = ()) -> s
     return "\n".join(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in items)
 
 
+def annotate_run(out: Path, key: str, info: dict, section: str) -> None:
+    """What a verb built on `train` (distill, prune, self-train) adds to the run directory train wrote:
+    ``info`` under ``key`` in bertcls.json, and ``section`` at the end of the model card."""
+    from bertcls.core.io import atomic_write_text
+
+    bj = out / "bertcls.json"
+    meta = json.loads(bj.read_text()) | {key: info}
+    atomic_write_text(bj, json.dumps(meta, indent=2, ensure_ascii=False))
+    card = out / "README.md"
+    atomic_write_text(card, card.read_text(encoding="utf-8") + section)
+
+
 def fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 

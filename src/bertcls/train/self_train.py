@@ -24,7 +24,6 @@ bertcls.json and the model card record the rounds).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -129,14 +128,14 @@ def run(cfg: SelfTrainConfig) -> dict:
         if not cfg.validation_file:  # carved from the gold rows here: train's own split would take
             # pseudo-labelled rows into validation, and every round must validate on the same rows
             gold, held = split_validation(gold, cfg.validation_split, cfg.seed, False)
-            no_conf = np.zeros(0)
-            rows = training_rows(held, [], [], no_conf, [], "", cfg)
-            validation = {"validation_file": str(write_rows(Path(tmp) / "validation.csv", rows, cfg))}
+            held_file = write_rows(Path(tmp) / "validation.csv", gold_rows(held, cfg), cfg)
+            validation = {"validation_file": str(held_file)}
         for i, fraction in enumerate(keep, 1):
             last = i == len(keep)
             labels, conf = pseudo_labels(teacher, unlabeled, cfg)
             picked = most_confident(labels, conf, fraction)
-            rows = training_rows(gold, unlabeled, labels, conf, picked, f"round {i} teacher", cfg)
+            pseudo = pseudo_rows(unlabeled, labels, conf, picked, f"round {i} teacher", cfg)
+            rows = gold_rows(gold, cfg) + pseudo
             data = write_rows(Path(tmp) / f"round{i}.csv", rows, cfg)
             log.info("self-training round %d/%d: %d of %d unlabelled texts kept (%s), teacher %s",
                      i, len(keep), len(picked), len(unlabeled), per_class(labels, picked), teacher)  # fmt: skip
@@ -174,14 +173,17 @@ def most_confident(labels: list[str], conf: np.ndarray, fraction: float) -> list
     return sorted(picked)
 
 
-def training_rows(gold, texts, labels, conf, picked, source, cfg) -> list[dict]:
-    rows = [{cfg.text_column: t, cfg.label_column: lab, SOURCE: "gold", CONFIDENCE: ""}
-            for t, lab in zip(gold.texts, gold.labels)]  # fmt: skip
-    rows += [
+def gold_rows(data, cfg: SelfTrainConfig) -> list[dict]:
+    return [{cfg.text_column: t, cfg.label_column: lab, SOURCE: "gold", CONFIDENCE: ""}
+            for t, lab in zip(data.texts, data.labels)]  # fmt: skip
+
+
+def pseudo_rows(texts, labels, conf, picked: list[int], source: str, cfg: SelfTrainConfig) -> list[dict]:
+    """The picked texts with the teacher's labels, marked with ``source`` and the teacher's confidence."""
+    return [
         {cfg.text_column: texts[i], cfg.label_column: labels[i], SOURCE: source, CONFIDENCE: f"{conf[i]:.4f}"}
         for i in picked
     ]
-    return rows
 
 
 def write_rows(path: Path, rows: list[dict], cfg: SelfTrainConfig) -> Path:
@@ -211,25 +213,21 @@ def round_record(i, fraction, teacher, labels, picked, result) -> dict:
 
 
 def record(cfg: SelfTrainConfig, result: dict, rounds: list[dict], n_unlabeled: int, meta: dict) -> dict:
+    from bertcls.core.cards import annotate_run
     from bertcls.core.config import save_yaml
-    from bertcls.core.io import atomic_write_text
 
     out = Path(result["output_dir"])
     save_yaml(cfg, out / "self_train_config.yaml")  # `bertcls self-train --config ... --overwrite` repeats it
     teacher_metrics = meta.get("metrics", {})
     info = {"teacher": str(cfg.teacher), "unlabeled_texts": n_unlabeled, "rounds": rounds,
             "teacher_metrics": teacher_metrics}  # fmt: skip
-    bj = out / "bertcls.json"
-    atomic_write_text(
-        bj, json.dumps(json.loads(bj.read_text()) | {"self_training": info}, indent=2, ensure_ascii=False)
-    )
     lines = [f"| {r['round']} | {r['teacher']} | {r['keep']} | {r['kept']} | {r['validation'] or 0:.4f} |"
              for r in rounds]  # fmt: skip
-    card = out / "README.md"
-    atomic_write_text(
-        card,
-        card.read_text(encoding="utf-8")
-        + f"""
+    annotate_run(
+        out,
+        "self_training",
+        info,
+        f"""
 ## Self-training
 
 Self-trained from `{cfg.teacher}` on {n_unlabeled} unlabelled texts (options: `self_train_config.yaml`;
