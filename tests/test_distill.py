@@ -312,3 +312,18 @@ def test_student_may_be_a_built_in_alias(trained_tiny, sentiment_files, tmp_path
         "--student=minilm-l6: its vocabulary differs from the teacher's" in err and "huggingface" not in err
     )
     assert not out.exists()
+
+
+def test_unlabelled_text_file_with_bad_bytes_is_a_one_line_error(
+    trained_tiny, sentiment_files, tmp_path, capsys
+):
+    """Regression: a .txt --unlabeled-file was read outside the data readers, so a non-UTF-8 byte ended in a
+    UnicodeDecodeError traceback; it is now the readers' one-line error naming the line."""
+    bad = tmp_path / "more.txt"
+    bad.write_bytes(b"good text\n" + "caf\xe9 latin-1\n".encode("latin-1"))
+    out = tmp_path / "bad"
+    args = distill_args(trained_tiny, sentiment_files, out, "--unlabeled-file", str(bad))
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: line 2" in err and "Traceback" not in err
+    assert not out.exists()

@@ -240,7 +240,7 @@ def read_unlabeled(path: str | Path | None, text_column: str, encoding: str, fla
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{flag}={path}: file not found")
-    if path.suffix == ".txt":
-        return [line.strip() for line in path.read_text(encoding=encoding).splitlines() if line.strip()]
-    cols = Columns(text=text_column, label=None)
-    return load(path, cols, encoding=encoding, need_label=False, skip_empty=True).texts
+    # the data readers read .txt too (one "text" per line), with their one-line errors for bad bytes
+    cols = Columns(text="text" if detect_format(path) == "lines" else text_column, label=None)
+    data = load(path, cols, encoding=encoding, need_label=False, skip_empty=True)
+    return [t.strip() for t in data.texts]
