@@ -240,7 +240,8 @@ def read_unlabeled(path: str | Path | None, text_column: str, encoding: str, fla
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{flag}={path}: file not found")
-    # the data readers read .txt too (one "text" per line), with their one-line errors for bad bytes
-    cols = Columns(text="text" if detect_format(path) == "lines" else text_column, label=None)
-    data = load(path, cols, encoding=encoding, need_label=False, skip_empty=True)
-    return [t.strip() for t in data.texts]
+    if detect_format(path) == "lines":  # the readers' decoding: a bad byte is their one-line error
+        _, records = iter_records(path, encoding, "lines")
+        return [t for _, r in records if (t := r["text"].strip())]
+    cols = Columns(text=text_column, label=None)
+    return load(path, cols, encoding=encoding, need_label=False, skip_empty=True).texts
