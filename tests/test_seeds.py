@@ -57,6 +57,9 @@ def test_best_seed_is_the_model_and_the_others_are_kept(seeds_run):
             ".tmp" not in (d / "README.md").read_text() and ".tmp" not in (d / "run_config.yaml").read_text()
         )
     card = (seeds_run / "README.md").read_text()
+    # the best seed's card and config name the top of the directory, not seeds/seed-K (gone): a bug once
+    assert f'model="{seeds_run}"' in card and "seeds/seed-" not in card.split("## Over")[0]
+    assert f"output_dir: {seeds_run}\n" in (seeds_run / "run_config.yaml").read_text()
     assert "## Over 3 seeds" in card and f"This model is seed {s['best_seed']}" in card
     assert not [p for p in seeds_run.parent.iterdir() if p.name.startswith(".")]  # no staging left
 

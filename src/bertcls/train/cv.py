@@ -60,8 +60,7 @@ def run(cfg, train_one) -> dict:
                 )
             )
             setup_logging(None)
-            promote(tmp / "final", tmp)
-            relocate(tmp, tmp / "final", final)
+            promote(tmp / "final", tmp, final)
             text = (tmp / "README.md").read_text(encoding="utf-8")
             atomic_write_text(tmp / "README.md", text + cv_section(summary))
         else:

@@ -55,8 +55,8 @@ def run(cfg, train_one) -> dict:
         runs = {k: json.loads((tmp / "seeds" / f"seed-{k}" / "metrics.json").read_text()) for k in cfg.seeds}
         best = best_seed(runs, cfg.metric)
         summary = summarize_seeds(runs, cfg.metric, best)
-        promote(tmp / "seeds" / f"seed-{best}", tmp)
-        for where in [tmp, *(tmp / "seeds").iterdir()]:  # the paths the runs will have once swapped in
+        promote(tmp / "seeds" / f"seed-{best}", tmp, final)
+        for where in (tmp / "seeds").iterdir():  # the paths the other runs will have once swapped in
             relocate(where, tmp, final)
         atomic_write_text(tmp / SUMMARY_FILE, json.dumps(summary, indent=2))
         card = tmp / "README.md"
@@ -93,15 +93,19 @@ def _train(train_one, cfg) -> None:
     setup_logging(None)  # stop writing into that run's train.log
 
 
-def promote(best: Path, top: Path) -> None:
-    """The best seed's run becomes the top of the directory (its files move; the others stay in seeds/)."""
+def promote(best: Path, top: Path, final: Path) -> None:
+    """The best run (of seeds, of self-training rounds) becomes the top of the staged directory ``top``,
+    which will be swapped in as ``final``: its files move, and its card and run_config.yaml name ``final``
+    (not the subdirectory it was trained in, which is gone)."""
     for item in best.iterdir():
         os.replace(item, top / item.name)
     best.rmdir()
+    relocate(top, best, final)
 
 
 def relocate(run_dir: Path, staged: Path, final: Path) -> None:
-    """The model card's and run_config.yaml's paths, from the staging directory to where the runs end up."""
+    """The model card's and run_config.yaml's paths, from where ``run_dir`` was trained (``staged``) to
+    where it ends up."""
     for name in ("README.md", "run_config.yaml"):
         f = run_dir / name
         if f.is_file():
