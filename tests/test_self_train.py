@@ -30,6 +30,7 @@ def self_train_args(teacher, model, files, unl, out, *extra):
 def test_rounds_keep_the_surest_and_record_everything(
     trained_tiny, tiny_bert, sentiment_files, unlabelled, tmp_path
 ):
+    from sklearn.metrics import f1_score
     from transformers import AutoModelForSequenceClassification
 
     from bertcls import TextClassifier
@@ -70,6 +71,59 @@ def test_rounds_keep_the_surest_and_record_everything(
     assert set(model.config.id2label.values()) == set(teacher.labels)
     assert "## Self-training" in (out / "README.md").read_text()
     assert (out / "self_train_config.yaml").is_file() and (out / "self_training" / "round2.csv").is_file()
+    # the model is the round with the best validation f1_macro (ties: the later round), and says so
+    scores = [r["f1_macro"] for r in meta["rounds"]]
+    best = max(i for i, v in enumerate(scores, 1) if v == max(scores))
+    assert meta["best_round"] == best and meta["metric"] == "f1_macro"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["f1_macro"] == scores[best - 1]
+    assert f"This model is\nround {best}" in (out / "README.md").read_text()
+    # the teacher's score on the same validation rows, the bar the rounds are compared with
+    teacher_pred = teacher.predict([r["text"] for r in held])
+    f1 = f1_score(
+        [r["label"] for r in held], teacher_pred, labels=teacher.labels, average="macro", zero_division=0
+    )
+    assert meta["teacher_validation"] == pytest.approx(f1)
+    # the run's files name where they ended up, not the staging directory; no round models, no staging left
+    config = (out / "run_config.yaml").read_text()
+    assert f"train_file: {out}/self_training/round{best}.csv" in config and ".tmp" not in config
+    assert f"output_dir: {out}\n" in config and not (out / "rounds").exists()
+    assert [p.name for p in out.parent.iterdir()] == ["st"]
+
+
+def test_best_round_and_the_teacher_warning(trained_tiny, tmp_path):
+    from bertcls.train.self_train import best_round, summarize
+
+    rounds = [{"round": 1, "f1_macro": 0.8, "loss": 0.5}, {"round": 2, "f1_macro": 0.7, "loss": 0.4},
+              {"round": 3, "f1_macro": 0.8, "loss": 0.6}]  # fmt: skip
+    assert best_round(rounds, "f1_macro") == 3  # a tie goes to the later round
+    assert best_round(rounds, "loss") == 2  # lower is better
+    result = json.loads((trained_tiny / "metrics.json").read_text()) | {"output_dir": str(trained_tiny)}
+    rounds = [{"round": 1, "kept": 5, "f1_macro": 0.7}]
+    result["self_training"] = {"teacher": "t", "unlabeled_texts": 9, "rounds": rounds, "metric": "f1_macro",
+                               "best_round": 1, "teacher_validation": 0.9, "teacher_better": True}  # fmt: skip
+    text = summarize(result)
+    assert "this model is round 1, the best on validation (teacher: 0.9000)" in text
+    assert (
+        "warning: the teacher scores better on validation f1_macro (0.9000) than every round (0.7000)" in text
+    )
+
+
+def test_a_failed_round_keeps_the_earlier_result(trained_tiny, tiny_bert, sentiment_files, unlabelled, tmp_path,
+                                                 capsys):  # fmt: skip
+    """Nothing is replaced before every round is done: a round that fails leaves the old run and no staging."""
+    out = tmp_path / "st"
+    out.mkdir()
+    (out / "run_config.yaml").write_text("method: finetune\n")  # an earlier `bertcls train` result
+    (out / "model.safetensors").write_bytes(b"old")
+    bad_test = write_csv(
+        tmp_path / "test.csv", [{"sentence": "a b", "label": "positive"}], ["sentence", "label"]
+    )
+    files = dict(sentiment_files, test=bad_test)
+    assert main(self_train_args(trained_tiny, tiny_bert, files, unlabelled, out, "--overwrite")) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st", "test.csv"]
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,18 @@ Written here because neither transformers nor setfit has it: setfit's ``Distilla
 student the teacher's embedding similarities on unlabelled texts in one pass, with no rounds and no
 confidence selection. The per-round training is ``train.run``.
 
-Reads top to bottom: setup (the teacher, the labelled and the unlabelled texts), loop (label, keep,
-train, per round; earlier rounds in a temporary directory), save (the last round is the run directory;
-its ``self_training/`` holds each round's training file, every pseudo-labelled row marked as such, and
-bertcls.json and the model card record the rounds).
+Reads top to bottom: setup (the teacher, the labelled and the unlabelled texts, the teacher's score on
+the validation rows), loop (label, keep, train, per round, in a directory staged beside the output), save
+(the round with the best validation --metric is the run directory, as train keeps its best epoch; its
+``self_training/`` holds each round's training file, every pseudo-labelled row marked as such, and
+bertcls.json and the model card record the rounds, and warn when the teacher scored better than all).
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import tempfile
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +90,13 @@ def parse_keep(text: str) -> list[float]:
 
 def run(cfg: SelfTrainConfig) -> dict:
     from bertcls.core.data import Columns, load, read_unlabeled, split_validation
+    from bertcls.core.io import staged_dir
     from bertcls.core.models import check_model_dir, read_meta
     from bertcls.core.rundir import check_output_dir
+    from bertcls.core.runtime import setup_logging
     from bertcls.train.config import train_config
     from bertcls.train.prepare import default_output_dir
+    from bertcls.train.seeds import promote, relocate
     from bertcls.train.train import run as train_run
 
     # ---- setup: the teacher, the labelled rows, the unlabelled texts; all checked before any training
@@ -121,35 +125,58 @@ def run(cfg: SelfTrainConfig) -> dict:
               ("--unlabeled-file", cfg.unlabeled_file), ("--test-file", cfg.test_file)]  # fmt: skip
     check_output_dir(out, "train", overwrite=cfg.overwrite, inputs=inputs)
 
-    # ---- loop: label, keep the surest, train a fresh student; its model teaches the next round
-    rounds, teacher, result = [], cfg.teacher, None
-    with tempfile.TemporaryDirectory(prefix="bertcls-self-train-") as tmp:
+    # ---- loop: label, keep the surest, train a fresh student; its model teaches the next round. All in a
+    # directory staged beside the output, which replaces it only once every round is done
+    rounds, results, teacher = [], [], cfg.teacher
+    with staged_dir(out) as tmp:
+        files = tmp / "self_training"
+        files.mkdir()
         validation = {}
-        if not cfg.validation_file:  # carved from the gold rows here: train's own split would take
-            # pseudo-labelled rows into validation, and every round must validate on the same rows
+        if cfg.validation_file:
+            held = load(cfg.validation_file, cols, encoding=cfg.encoding, skip_empty=cfg.skip_empty)
+        else:  # carved from the gold rows here: train's own split would take pseudo-labelled rows into
+            # validation, and every round must validate on the same rows
             gold, held = split_validation(gold, cfg.validation_split, cfg.seed, False)
-            held_file = write_rows(Path(tmp) / "validation.csv", gold_rows(held, cfg), cfg)
+            held_file = write_rows(files / "validation.csv", gold_rows(held, cfg), cfg)
             validation = {"validation_file": str(held_file)}
+        teacher_score = validation_score(cfg.teacher, held, cfg)  # the bar every round should clear
         for i, fraction in enumerate(keep, 1):
-            last = i == len(keep)
             labels, conf = pseudo_labels(teacher, unlabeled, cfg)
             picked = most_confident(labels, conf, fraction)
             pseudo = pseudo_rows(unlabeled, labels, conf, picked, f"round {i} teacher", cfg)
-            rows = gold_rows(gold, cfg) + pseudo
-            data = write_rows(Path(tmp) / f"round{i}.csv", rows, cfg)
+            data = write_rows(files / f"round{i}.csv", gold_rows(gold, cfg) + pseudo, cfg)
             log.info("self-training round %d/%d: %d of %d unlabelled texts kept (%s), teacher %s",
                      i, len(keep), len(picked), len(unlabeled), per_class(labels, picked), teacher)  # fmt: skip
-            run_dir = out if last else Path(tmp) / f"round{i}"
+            run_dir = tmp / "rounds" / f"round{i}"
             result = train_run(train_config(cfg, train_file=str(data), output_dir=str(run_dir), **validation))
-            rounds.append(round_record(i, fraction, teacher, labels, picked, result))
+            setup_logging(None)  # stop writing into that round's train.log
+            rounds.append(round_record(i, fraction, teacher, labels, picked, result, cfg.metric))
+            results.append(result)
             teacher = str(run_dir)
-        # ---- save: the last round's run directory, with every round's training file beside it
-        files = out / "self_training"
-        files.mkdir(exist_ok=True)
-        names = [f"round{i}.csv" for i in range(1, len(keep) + 1)] + ["validation.csv"] * bool(validation)
-        for name in names:  # the carved validation rows too, when there was no --validation-file
-            (files / name).write_bytes((Path(tmp) / name).read_bytes())
-    return record(cfg, result, rounds, len(unlabeled), teacher_meta)
+
+        # ---- save: the round that scored best on validation is the run directory (as train keeps its best
+        # epoch: on TREC-6 the first round's surest labels beat the later rounds' fuller, noisier sets);
+        # each round's training file stays in self_training/, the other rounds' models are dropped
+        best = best_round(rounds, cfg.metric)
+        promote(tmp / "rounds" / f"round{best}", tmp, out)
+        relocate(tmp, tmp, out)  # its training and validation files: out/self_training/, not the staging
+        shutil.rmtree(tmp / "rounds")  # the other rounds' models: made by this command, each a full copy
+        result = results[best - 1]
+        record(cfg, tmp, result, rounds, best, len(unlabeled), teacher_score)
+    result["output_dir"] = str(out)
+    return result
+
+
+def best_round(rounds: list[dict], metric: str) -> int:
+    """The round whose student scores best on validation by ``metric``; ties go to the later round (more
+    texts behind the same score)."""
+    from bertcls.core.metrics import is_better
+
+    best = None
+    for r in reversed(rounds):
+        if r[metric] is not None and (best is None or is_better(metric, r[metric], best[metric])):
+            best = r
+    return (best or rounds[-1])["round"]
 
 
 def pseudo_labels(teacher: str, texts: list[str], cfg: SelfTrainConfig) -> tuple[list[str], np.ndarray]:
@@ -201,28 +228,45 @@ def per_class(labels: list[str], picked: list[int]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def round_record(i, fraction, teacher, labels, picked, result) -> dict:
+def validation_score(model_dir: str, held, cfg: SelfTrainConfig) -> float | None:
+    """``model_dir``'s --metric on the validation rows (None for a metric that needs the loss)."""
+    from bertcls import TextClassifier
+    from bertcls.core.metrics import single_label
+
+    clf = TextClassifier.from_pretrained(model_dir)
+    clf.batch_size = cfg.eval_batch_size
+    return single_label(held.labels, clf.predict(list(held.texts)), clf.labels).get(cfg.metric)
+
+
+def round_record(i, fraction, teacher, labels, picked, result, metric: str) -> dict:
+    val = result.get("validation", {})
     return {
         "round": i,
         "keep": fraction,
         "teacher": str(teacher) if i == 1 else f"round {i - 1}",
         "kept": len(picked),
         "kept_per_class": per_class(labels, picked),
-        "validation": result.get("validation", {}).get("accuracy"),
+        "validation": val.get("accuracy"),
+        metric: val.get(metric),
     }
 
 
-def record(cfg: SelfTrainConfig, result: dict, rounds: list[dict], n_unlabeled: int, meta: dict) -> dict:
+def record(cfg: SelfTrainConfig, out: Path, result: dict, rounds: list[dict], best: int, n_unlabeled: int,
+           teacher_score: float | None) -> None:  # fmt: skip
+    """self_train_config.yaml, bertcls.json's ``self_training`` and the model card's section, in ``out``."""
     from bertcls.core.cards import annotate_run
     from bertcls.core.config import save_yaml
+    from bertcls.core.metrics import is_better
 
-    out = Path(result["output_dir"])
     save_yaml(cfg, out / "self_train_config.yaml")  # `bertcls self-train --config ... --overwrite` repeats it
-    teacher_metrics = meta.get("metrics", {})
-    info = {"teacher": str(cfg.teacher), "unlabeled_texts": n_unlabeled, "rounds": rounds,
-            "teacher_metrics": teacher_metrics}  # fmt: skip
-    lines = [f"| {r['round']} | {r['teacher']} | {r['keep']} | {r['kept']} | {r['validation'] or 0:.4f} |"
-             for r in rounds]  # fmt: skip
+    m, chosen = cfg.metric, rounds[best - 1]
+    teacher_better = (teacher_score is not None and chosen[m] is not None
+                      and is_better(m, teacher_score, chosen[m]))  # fmt: skip
+    info = {"teacher": str(cfg.teacher), "unlabeled_texts": n_unlabeled, "rounds": rounds, "metric": m,
+            "best_round": best, "teacher_validation": teacher_score, "teacher_better": teacher_better}  # fmt: skip
+    lines = [f"| {r['round']}{' (this model)' * (r['round'] == best)} | {r['teacher']} | {r['keep']} | "
+             f"{r['kept']} | {fmt4(r['validation'])} | {fmt4(r[m])} |" for r in rounds]  # fmt: skip
+    warning = f"\n**Warning: {teacher_warning(info)}.**\n" if teacher_better else ""
     annotate_run(
         out,
         "self_training",
@@ -231,23 +275,40 @@ def record(cfg: SelfTrainConfig, result: dict, rounds: list[dict], n_unlabeled: 
 ## Self-training
 
 Self-trained from `{cfg.teacher}` on {n_unlabeled} unlabelled texts (options: `self_train_config.yaml`;
-each round's training file, pseudo-labelled rows marked in `{SOURCE}`: `self_training/`).
-
-| round | teacher | kept fraction | texts kept | validation accuracy |
-|---|---|---|---|---|
+each round's training file, pseudo-labelled rows marked in `{SOURCE}`: `self_training/`). This model is
+round {best}, the best by validation {m}; the teacher scores {fmt4(teacher_score)} on the same rows.
+{warning}
+| round | teacher | kept fraction | texts kept | validation accuracy | validation {m} |
+|---|---|---|---|---|---|
 {chr(10).join(lines)}
 """,
     )
     result["self_training"] = info
-    return result
+
+
+def fmt4(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def teacher_warning(info: dict) -> str:
+    best = info["rounds"][info["best_round"] - 1][info["metric"]]
+    return (
+        f"the teacher scores better on validation {info['metric']} ({info['teacher_validation']:.4f}) than "
+        f"every round ({best:.4f}): self-training did not help on these texts; keep the teacher, or try a "
+        f"smaller --keep"
+    )
 
 
 def summarize(result: dict) -> str:
     from bertcls.train.train import summarize as train_summary
 
     s = result["self_training"]
-    steps = ", ".join(f"round {r['round']}: {r['kept']} kept, validation {r['validation'] or 0:.4f}"
-                      for r in s["rounds"])  # fmt: skip
-    return f"self-trained from {s['teacher']} on {s['unlabeled_texts']} unlabelled texts ({steps})\n" + (
-        train_summary(result)
+    m = s["metric"]
+    steps = ", ".join(
+        f"round {r['round']}: {r['kept']} kept, validation {m} {fmt4(r[m])}" for r in s["rounds"]
     )
+    lines = [f"self-trained from {s['teacher']} on {s['unlabeled_texts']} unlabelled texts ({steps}); "
+             f"this model is round {s['best_round']}, the best on validation (teacher: {fmt4(s['teacher_validation'])})"]  # fmt: skip
+    if s["teacher_better"]:
+        lines.append("warning: " + teacher_warning(s))
+    return "\n".join([*lines, train_summary(result)])
