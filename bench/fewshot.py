@@ -134,7 +134,17 @@ def main() -> None:
                 m, secs = train([*common, *extra], runs / f"n{n}-s{seed}" / method, verb)
                 cell["per_seed"][seed], cell["seconds"][seed] = m["test"]["accuracy"], secs
                 cell["validation"][seed] = m["validation"]["accuracy"]
-                if "baseline" in m:  # self-train's is fitted on its last round's rows, pseudo-labels included
+                if (
+                    method == "selftrain"
+                ):  # which round became the model, and the teacher on the same dev rows
+                    st = json.loads((runs / f"n{n}-s{seed}" / method / "bertcls.json").read_text())[
+                        "self_training"
+                    ]
+                    cell.setdefault("best_round", {})[seed] = st.get("best_round", len(st["rounds"]))
+                    cell.setdefault("teacher_validation", {})[seed] = st.get("teacher_validation")
+                if (
+                    "baseline" in m
+                ):  # self-train's is fitted on its chosen round's rows, pseudo-labels included
                     name = "tfidf_selftrain" if method == "selftrain" else "tfidf"
                     tf = cells.setdefault(f"{name}/{n}", {"per_seed": {}, "seconds": {}})
                     tf["per_seed"][seed] = m["baseline"]["test"]["accuracy"]
