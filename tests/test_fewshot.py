@@ -211,11 +211,34 @@ def test_end_to_end_head_trains_the_encoder_and_saves_a_standard_run(tmp_path, t
         (["--setfit-head", "end-to-end", "--class-weights", "balanced"], "--setfit-head end-to-end, whose"),
         (["--setfit-head", "svm"], "'--setfit-head' must be one of 'logistic', 'end-to-end', got 'svm'"),
         (["--setfit-head-epochs", "0"], "--setfit-head-epochs=0 is invalid: must be >= 1"),
+        # regression: head-phase options with the logistic head were silently ignored
+        (
+            ["--setfit-head-epochs", "4"],
+            "--setfit-head-epochs=4 is invalid: only with --setfit-head end-to-end",
+        ),
+        (["--setfit-head-learning-rate", "0.1"], "--setfit-head-learning-rate=0.1 is invalid: only with"),
     ],
 )
 def test_bad_setfit_options(tiny_bert, few, tmp_path, capsys, extra, message):
     out = tmp_path / "bad"
     assert main(setfit_args(tiny_bert, few, out, *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--setfit-epochs", "2"], "--setfit-epochs=2 is invalid: only with --method setfit"),
+        (["--setfit-head", "end-to-end"], "--setfit-head='end-to-end' is invalid: only with --method setfit"),
+    ],
+)
+def test_setfit_options_without_setfit_are_refused(tiny_bert, few, tmp_path, capsys, extra, message):
+    """Regression: SetFit's options on a fine-tuning run were silently ignored."""
+    out = tmp_path / "bad"
+    args = ["train", "--model", str(tiny_bert), "--train-file", str(few["train"]), "--output-dir", str(out)]
+    assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not out.exists()

@@ -330,6 +330,22 @@ class FewShotArgs:
         )
         it = self.setfit_iterations
         require(it is None or it >= 1, "setfit_iterations", it, "must be >= 1")
+        # a SetFit option that would be ignored is an error, not silence (they used to be ignored)
+        changed = [f.name for f in dataclasses.fields(FewShotArgs)
+                   if f.name.startswith("setfit_") and getattr(self, f.name) != f.default]  # fmt: skip
+        for name in changed:
+            require(
+                self.method == "setfit",
+                name,
+                getattr(self, name),
+                "only with --method setfit (fine-tuning takes --epochs, --batch-size, --learning-rate)",
+            )
+            require(
+                not name.startswith("setfit_head_") or self.setfit_head == "end-to-end",
+                name,
+                getattr(self, name),
+                "only with --setfit-head end-to-end (the logistic head is fitted by scikit-learn)",
+            )
         if self.method != "setfit":
             return
         refused = {  # what SetFit has no place for: flag -> (is set, why)
