@@ -251,7 +251,9 @@ def test_setfit_pairs_default_to_the_papers_20_per_text():
     from bertcls.train.config import TrainConfig
 
     assert TrainConfig(train_file="t.csv").setfit_iterations == 20
-    cfg = from_dict(TrainConfig, {"train_file": "t.csv", "setfit_iterations": "none"}, source="test")
+    cfg = from_dict(
+        TrainConfig, {"train_file": "t.csv", "method": "setfit", "setfit_iterations": "none"}, source="test"
+    )
     assert cfg.setfit_iterations is None
 
 
