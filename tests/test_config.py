@@ -54,7 +54,7 @@ def test_non_utf8_yaml_is_one_line_error(tmp_path):
 @pytest.mark.parametrize("command", ["evaluate", "predict", "serve"])
 def test_inference_commands_share_one_set_of_model_options(command):
     from bertcls.cli import COMMANDS, build_parser
-    from bertcls.core.config import InferenceArgs
+    from bertcls.core.options import InferenceArgs
 
     cmd = next(c for c in COMMANDS if c.name == command)
     parser, cls = build_parser(cmd)

@@ -121,7 +121,7 @@ class TextClassifier:
 
     @classmethod
     def from_args(cls, args: Any) -> TextClassifier:
-        """Load ``args.model_dir`` as the inference commands' shared options say (``core.config.InferenceArgs``:
+        """Load ``args.model_dir`` as the inference commands' shared options say (``core.options.InferenceArgs``:
         backend, threads, ONNX export, ensemble, and long-text flags on top of what training saved)."""
         clf = cls.from_pretrained(
             args.model_dir,

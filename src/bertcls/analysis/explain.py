@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bertcls.core.config import InferenceArgs, require, save_yaml
+from bertcls.core.config import require, save_yaml
 from bertcls.core.errors import UserError, warn
 from bertcls.core.io import atomic_write_text, staged_dir
+from bertcls.core.options import InferenceArgs
 from bertcls.core.rundir import check_output_dir
 
 CONFIG_FILE = "explain_config.yaml"  # core.rundir.RECOGNISE knows an earlier report by it

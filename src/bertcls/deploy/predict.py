@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bertcls.core.config import InferenceArgs, require
+from bertcls.core.config import require
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_open
+from bertcls.core.options import InferenceArgs
 from bertcls.core.readers import detect_format, iter_records
 from bertcls.deploy.predict_rows import (
     check_clash,

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from bertcls.core.config import InferenceArgs, require
+from bertcls.core.config import require
 from bertcls.core.errors import UserError, require_extra
+from bertcls.core.options import InferenceArgs
 
 log = logging.getLogger("bertcls.deploy.serve")
 

@@ -13,8 +13,9 @@ from typing import Literal
 import torch
 
 from bertcls.core import rundir
-from bertcls.core.config import OptimArgs, check_resume, require
+from bertcls.core.config import check_resume, require
 from bertcls.core.errors import UserError
+from bertcls.core.options import OptimArgs
 from bertcls.core.runtime import progress
 
 log = logging.getLogger("bertcls")

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bertcls.core.config import check_augment_options, require
+from bertcls.core.config import require
 from bertcls.core.errors import UserError
 from bertcls.core.io import atomic_write_text
+from bertcls.core.options import check_augment_options
 from bertcls.core.readers import iter_records
 from bertcls.train.augmenters import augment_texts
 

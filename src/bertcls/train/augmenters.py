@@ -261,8 +261,8 @@ def augment_texts(texts: list[str], method: str, per_text: int, seed: int, alpha
 def augment_split(data, cfg):
     """`train --augment`: the training split with new texts appended (labels and second texts copied,
     row numbers pointing at the source row)."""
-    from bertcls.core.config import parse_augment
     from bertcls.core.data import TextData
+    from bertcls.core.options import parse_augment
 
     method, per_text = parse_augment(cfg.augment)
     new = augment_texts(data.texts, method, per_text, cfg.seed, cfg.augment_alpha, cfg.augment_model)

@@ -1,5 +1,5 @@
 """`bertcls train`'s options: one dataclass (``TrainConfig``) built from the shared option groups in
-``core.config`` and its own fields, each with its flag's help and checks that name the flag.
+``core.options`` and its own fields, each with its flag's help and checks that name the flag.
 
 ``train``, ``train --method setfit``, ``tune``, ``distill`` and ``prune`` read it; ``train.prepare`` turns
 it into data splits, a model and a run directory.
@@ -11,17 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 from bertcls.core import metrics
-from bertcls.core.config import (
-    POSITIONAL,
-    AugmentArgs,
-    FewShotArgs,
-    LongTextArgs,
-    OptimArgs,
-    TrackingArgs,
-    check_resume,
-    require,
-)
+from bertcls.core.config import POSITIONAL, check_resume, require
 from bertcls.core.losses import parse_class_weights
+from bertcls.core.options import AugmentArgs, FewShotArgs, LongTextArgs, OptimArgs, TrackingArgs
 
 
 @dataclass

@@ -14,10 +14,11 @@ import numpy as np
 
 from bertcls.core import metrics, plots
 from bertcls.core.calibration import reliability
-from bertcls.core.config import InferenceArgs, require
+from bertcls.core.config import require
 from bertcls.core.data import Columns, TextData, label_counts, load
 from bertcls.core.io import atomic_write_text, staged_dir
 from bertcls.core.multilabel import unseparated_warning
+from bertcls.core.options import InferenceArgs
 from bertcls.core.probabilities import draw
 from bertcls.core.rundir import check_output_dir
 from bertcls.core.scoring import label_targets, probability_scores
