@@ -159,3 +159,25 @@ def test_refuses_a_teacher_of_other_labels_and_an_empty_unlabelled_file(
     assert main(self_train_args(trained_tiny, tiny_bert, sentiment_files, empty, out)) == 2
     assert f"--unlabeled-file={empty}: no texts" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_ctrl_c_in_a_round_leaves_nothing_and_says_run_again(
+    trained_tiny, tiny_bert, sentiment_files, unlabelled, tmp_path, capsys, monkeypatch
+):
+    """Regression: train's Ctrl-C advice ("Continue with: ... --resume") named a round's directory in the
+    staging, which is deleted; self-train cannot resume anyway."""
+    import bertcls.train.train as train_module
+    from bertcls.core.runtime import Interrupted
+
+    def interrupted(cfg, **kw):
+        raise Interrupted(
+            f"interrupted at step 3. Continue with: bertcls train --config {cfg.output_dir} --resume"
+        )
+
+    monkeypatch.setattr(train_module, "run", interrupted)
+    out = tmp_path / "st"
+    assert main(self_train_args(trained_tiny, tiny_bert, sentiment_files, unlabelled, out)) == 130
+    err = capsys.readouterr().err
+    assert f"self-train interrupted; {out} is unchanged; run the same command again" in err
+    assert "--resume" not in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 
 from bertcls.core.config import require
 from bertcls.core.errors import UserError
+from bertcls.core.rundir import restart_hint
 from bertcls.train.config import TrainConfig
 
 log = logging.getLogger("bertcls")
@@ -77,17 +77,6 @@ class DistillConfig(TrainConfig):
 # The soft targets and the student's initial weights live only in this process: an interrupted run
 # cannot continue as `bertcls train --resume` would (it would drop the teacher), so it starts again.
 RESUME_HINT = "an interrupted distill or prune starts again: run the same command with --overwrite"
-
-
-@contextmanager
-def restart_hint(verb: str):
-    """Ctrl-C: replace train's "--resume" advice, which does not hold here, with the way to start again."""
-    from bertcls.core.runtime import Interrupted
-
-    try:
-        yield
-    except Interrupted:
-        raise Interrupted(f"{verb} interrupted; {RESUME_HINT}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- loss
@@ -231,7 +220,7 @@ def run(cfg: DistillConfig) -> dict:
         layer_map = match_layers(cfg, teacher, init, layers)
         # ---- loop: train's, with the teacher's soft targets
         train_cfg = train_config(cfg, model=str(init))
-        with restart_hint("distill"):
+        with restart_hint("distill", RESUME_HINT):
             result = train_run(train_cfg, distill=Distillation(cfg, teacher, unlabeled, layer_map))
     # ---- save: the teacher beside the student, in bertcls.json and the card
     return record(cfg, result, how, meta)

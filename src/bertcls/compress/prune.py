@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bertcls.compress.distill import RESUME_HINT, restart_hint
+from bertcls.compress.distill import RESUME_HINT
 from bertcls.core.config import require
 from bertcls.core.errors import UserError
+from bertcls.core.rundir import restart_hint
 from bertcls.train.config import TrainConfig
 
 log = logging.getLogger("bertcls")
@@ -169,7 +170,7 @@ def run(cfg: PruneConfig) -> dict:
         pruned.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         teacher = Distillation(cfg, original.eval(), []) if cfg.distill else None
-        with restart_hint("prune"):
+        with restart_hint("prune", RESUME_HINT):
             result = train_run(train_config(cfg, model=tmp), distill=teacher)
     # ---- save
     info = {

@@ -232,6 +232,19 @@ def interrupted(verb: str, run: RunDir, step: int):
     )
 
 
+@contextlib.contextmanager
+def restart_hint(verb: str, advice: str) -> Iterator[None]:
+    """Ctrl-C in a command that runs train's loop but cannot continue as `train --resume` would (distill,
+    prune, self-train: what they feed the loop lives only in their process): train's "--resume" advice
+    is replaced with ``advice``."""
+    from bertcls.core.runtime import Interrupted
+
+    try:
+        yield
+    except Interrupted:
+        raise Interrupted(f"{verb} interrupted; {advice}") from None
+
+
 # ---------------------------------------------------------------------------------------------------- files
 def write_history(path: Path, history: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))

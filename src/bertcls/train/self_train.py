@@ -67,7 +67,7 @@ class SelfTrainConfig(TrainConfig):
             ("text_pair_column", self.text_pair_column, "self-training takes single texts"),
             ("seeds", self.seeds, "run self-train once per seed"),
             ("cv", self.cv, "cross-validate the teacher instead"),
-            ("resume", self.resume, "an interrupted self-train starts again: rerun with --overwrite"),
+            ("resume", self.resume, "an interrupted self-train starts again: run the same command"),
             ("dataset", self.dataset, "give --train-file (the labelled rows)"),
         ):
             require(not value, name, getattr(self, name), fix)
@@ -92,7 +92,7 @@ def run(cfg: SelfTrainConfig) -> dict:
     from bertcls.core.data import Columns, load, read_unlabeled, split_validation
     from bertcls.core.io import staged_dir
     from bertcls.core.models import check_model_dir, read_meta
-    from bertcls.core.rundir import check_output_dir
+    from bertcls.core.rundir import check_output_dir, restart_hint
     from bertcls.core.runtime import setup_logging
     from bertcls.train.config import train_config
     from bertcls.train.prepare import default_output_dir
@@ -128,7 +128,11 @@ def run(cfg: SelfTrainConfig) -> dict:
     # ---- loop: label, keep the surest, train a fresh student; its model teaches the next round. All in a
     # directory staged beside the output, which replaces it only once every round is done
     rounds, results, teacher = [], [], cfg.teacher
-    with staged_dir(out) as tmp:
+    # Ctrl-C: the staging goes (train's "--resume" advice would name it) and --output-dir is untouched
+    with (
+        restart_hint("self-train", f"{out} is unchanged; run the same command again"),
+        staged_dir(out) as tmp,
+    ):
         files = tmp / "self_training"
         files.mkdir()
         validation = {}
