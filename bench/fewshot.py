@@ -126,25 +126,20 @@ def main() -> None:
                 verb, extra = "train", a.finetune_extra.split()
                 if method == "setfit":
                     extra = ["--method", "setfit", *a.setfit_extra.split()]
-                elif (
-                    method == "selftrain"
-                ):  # the same seed's SetFit run teaches, the rest of train unlabelled
+                elif method == "selftrain":  # the seed's SetFit run teaches; the rest of train unlabelled
                     verb, extra = "self-train", self_train_args(runs / f"n{n}-s{seed}", train_rows, sub, a)
                     cell.setdefault("teacher", {})[seed] = teacher_accuracy(runs / f"n{n}-s{seed}")
                 m, secs = train([*common, *extra], runs / f"n{n}-s{seed}" / method, verb)
                 cell["per_seed"][seed], cell["seconds"][seed] = m["test"]["accuracy"], secs
                 cell["validation"][seed] = m["validation"]["accuracy"]
-                if (
-                    method == "selftrain"
-                ):  # which round became the model, and the teacher on the same dev rows
-                    st = json.loads((runs / f"n{n}-s{seed}" / method / "bertcls.json").read_text())[
-                        "self_training"
-                    ]
+                # self-train: which round became the model, and the teacher's score on the same dev rows
+                if method == "selftrain":
+                    meta = json.loads((runs / f"n{n}-s{seed}" / method / "bertcls.json").read_text())
+                    st = meta["self_training"]
                     cell.setdefault("best_round", {})[seed] = st.get("best_round", len(st["rounds"]))
                     cell.setdefault("teacher_validation", {})[seed] = st.get("teacher_validation")
-                if (
-                    "baseline" in m
-                ):  # self-train's is fitted on its chosen round's rows, pseudo-labels included
+                # self-train's baseline is fitted on its chosen round's rows, pseudo-labels included
+                if "baseline" in m:
                     name = "tfidf_selftrain" if method == "selftrain" else "tfidf"
                     tf = cells.setdefault(f"{name}/{n}", {"per_seed": {}, "seconds": {}})
                     tf["per_seed"][seed] = m["baseline"]["test"]["accuracy"]
