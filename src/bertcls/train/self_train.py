@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import logging
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,14 +174,10 @@ def run(cfg: SelfTrainConfig) -> dict:
 
 def best_round(rounds: list[dict], metric: str) -> int:
     """The round whose student scores best on validation by ``metric``; ties go to the later round (more
-    texts behind the same score)."""
-    from bertcls.core.metrics import is_better
+    texts behind the same score): ``best_seed`` keeps the first of a tie, so it is given the last first."""
+    from bertcls.train.seeds import best_seed
 
-    best = None
-    for r in reversed(rounds):
-        if r[metric] is not None and (best is None or is_better(metric, r[metric], best[metric])):
-            best = r
-    return (best or rounds[-1])["round"]
+    return best_seed({r["round"]: {"validation": {metric: r[metric]}} for r in reversed(rounds)}, metric)
 
 
 def pseudo_labels(teacher: str, texts: list[str], cfg: SelfTrainConfig) -> tuple[list[str], np.ndarray]:
@@ -226,10 +223,7 @@ def write_rows(path: Path, rows: list[dict], cfg: SelfTrainConfig) -> Path:
 
 
 def per_class(labels: list[str], picked: list[int]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for i in picked:
-        counts[labels[i]] = counts.get(labels[i], 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(labels[i] for i in picked).items()))
 
 
 def validation_score(model_dir: str, held, cfg: SelfTrainConfig) -> float | None:
