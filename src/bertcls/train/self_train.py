@@ -144,9 +144,12 @@ def run(cfg: SelfTrainConfig) -> dict:
             gold, held = split_validation(gold, cfg.validation_split, cfg.seed, False)
             held_file = write_rows(files / "validation.csv", gold_rows(held, cfg), cfg)
             validation = {"validation_file": str(held_file)}
-        teacher_score = validation_score(cfg.teacher, held, cfg)  # the bar every round should clear
+        clf = classifier(cfg.teacher, cfg)  # scores validation, then labels round 1: loaded once
+        teacher_score = validation_score(clf, held, cfg.metric)  # the bar every round should clear
         for i, fraction in enumerate(keep, 1):
-            labels, conf = pseudo_labels(teacher, unlabeled, cfg)
+            if i > 1:  # the last round's student teaches
+                clf = classifier(teacher, cfg)
+            labels, conf = pseudo_labels(clf, unlabeled)
             picked = most_confident(labels, conf, fraction)
             pseudo = pseudo_rows(unlabeled, labels, conf, picked, f"round {i} teacher", cfg)
             data = write_rows(files / f"round{i}.csv", gold_rows(gold, cfg) + pseudo, cfg)
@@ -180,12 +183,17 @@ def best_round(rounds: list[dict], metric: str) -> int:
     return best_seed({r["round"]: {"validation": {metric: r[metric]}} for r in reversed(rounds)}, metric)
 
 
-def pseudo_labels(teacher: str, texts: list[str], cfg: SelfTrainConfig) -> tuple[list[str], np.ndarray]:
-    """The teacher's label for every text and its probability."""
+def classifier(model_dir: str, cfg: SelfTrainConfig):
+    """A teacher as ``TextClassifier``, predicting in --eval-batch-size batches."""
     from bertcls import TextClassifier
 
-    clf = TextClassifier.from_pretrained(teacher)
+    clf = TextClassifier.from_pretrained(model_dir)
     clf.batch_size = cfg.eval_batch_size
+    return clf
+
+
+def pseudo_labels(clf, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The teacher's label for every text and its probability."""
     probs = clf.predict_proba(texts)
     top = probs.argmax(1)
     return [clf.labels[j] for j in top], probs[np.arange(len(texts)), top]
@@ -226,14 +234,11 @@ def per_class(labels: list[str], picked: list[int]) -> dict[str, int]:
     return dict(sorted(Counter(labels[i] for i in picked).items()))
 
 
-def validation_score(model_dir: str, held, cfg: SelfTrainConfig) -> float | None:
-    """``model_dir``'s --metric on the validation rows (None for a metric that needs the loss)."""
-    from bertcls import TextClassifier
+def validation_score(clf, held, metric: str) -> float | None:
+    """The classifier's ``metric`` on the validation rows (None for a metric that needs the loss)."""
     from bertcls.core.metrics import single_label
 
-    clf = TextClassifier.from_pretrained(model_dir)
-    clf.batch_size = cfg.eval_batch_size
-    return single_label(held.labels, clf.predict(list(held.texts)), clf.labels).get(cfg.metric)
+    return single_label(held.labels, clf.predict(list(held.texts)), clf.labels).get(metric)
 
 
 def round_record(i, fraction, teacher, labels, picked, result, metric: str) -> dict:
